@@ -1,0 +1,47 @@
+# slurm-ckpt: developer entry points. Run as root on Debian 12.
+#   make demo     set up, run the end-to-end demo on a local 2-node cluster
+#   make test     set up, run the unit and integration tests (cluster up and down)
+
+VENV   ?= $(CURDIR)/.venv
+PYTHON := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+REPORT := build/test-report.xml
+
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo clean
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+setup:
+	scripts/setup-system.sh
+
+cluster-up: setup
+	scripts/cluster.sh up
+
+cluster-down:
+	scripts/cluster.sh down
+
+cluster-status:
+	scripts/cluster.sh status
+
+# Unit and integration tests in one run; the integration fixtures bring the
+# cluster up through scripts/cluster.sh and down again. The report check fails
+# the run when integration tests were skipped or none ran.
+test: setup
+	@mkdir -p build
+	$(PYTEST) -p no:cacheprovider --junitxml=$(REPORT) tests; rc=$$?; \
+	$(PYTHON) scripts/check_test_report.py $(REPORT) --pytest-exit $$rc
+
+test-unit:
+	$(PYTEST) -p no:cacheprovider -m unit tests/unit
+
+lint:
+	$(VENV)/bin/ruff check slurm_ckpt tests
+	$(VENV)/bin/ruff format --check slurm_ckpt tests
+	$(VENV)/bin/mypy
+
+demo: setup
+	scripts/demo.sh
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

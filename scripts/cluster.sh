@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The local two-node Slurm cluster used for development, the demo and the
+# integration tests: munge, slurmctld, and `slurmd -N node1` / `slurmd -N node2`
+# on this machine. Run as root.
+#
+#   scripts/cluster.sh up            render the config, start what is not running, wait for idle nodes
+#   scripts/cluster.sh down          cancel all jobs, stop the daemons
+#   scripts/cluster.sh status        one line per daemon and node; exit 1 unless all are up
+#   scripts/cluster.sh kill-node N   kill -9 node N's slurmd, its slurmstepds and their jobs
+#   scripts/cluster.sh start-node N  start node N's slurmd again
+#
+# Environment: SLURM_CKPT_CLUSTER_STATE (default /var/lib/slurm-ckpt-cluster),
+# SLURM_CKPT_CLUSTER_LOG (default /var/log/slurm-ckpt-cluster).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+
+STATE=${SLURM_CKPT_CLUSTER_STATE:-/var/lib/slurm-ckpt-cluster}
+LOGDIR=${SLURM_CKPT_CLUSTER_LOG:-/var/log/slurm-ckpt-cluster}
+CONF=/etc/slurm/slurm.conf
+MARKER="managed by slurm-ckpt scripts/cluster.sh"
+NODES=(node1 node2)
+MUNGE_PID=/run/munge/munged.pid
+
+[ "$(id -u)" -eq 0 ] || die "run as root"
+command -v slurmctld >/dev/null || die "Slurm is not installed: run scripts/setup-system.sh first"
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+render_config() {
+    if [ -f "$CONF" ] && ! grep -q "$MARKER" "$CONF"; then
+        die "$CONF exists and is not ours; move it away to use the local test cluster"
+    fi
+    local cpus mem
+    cpus=$(slurmd -C | sed -n 's/.* CPUs=\([0-9]*\).*/\1/p')
+    # Two nodes share this machine's memory.
+    mem=$(( $(slurmd -C | sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p') / 2 ))
+    local new; new=$(sed -e "s|@STATE@|$STATE|g" -e "s|@LOG@|$LOGDIR|g" -e "s|@CPUS@|$cpus|g" \
+        -e "s|@MEMORY@|$mem|g" -e "s|@MARKER@|$MARKER|" "$REPO/scripts/cluster/slurm.conf.in")
+    if [ ! -f "$CONF" ] || [ "$new" != "$(cat "$CONF")" ]; then
+        mkdir -p /etc/slurm
+        printf '%s\n' "$new" > "$CONF"
+        chmod 644 "$CONF"
+        log "cluster: wrote $CONF"
+    fi
+    install -d -o slurm -g slurm -m 0755 "$STATE/ctld" "$LOGDIR"
+    for n in "${NODES[@]}"; do install -d -m 0755 "$STATE/$n"; done
+    touch "$LOGDIR/slurmctld.log" && chown slurm:slurm "$LOGDIR/slurmctld.log"
+}
+
+start_munge() {
+    if pid_alive "$MUNGE_PID"; then return; fi
+    [ -f /etc/munge/munge.key ] || runuser -u munge -- mungekey --create
+    install -d -o munge -g munge -m 0755 /run/munge
+    runuser -u munge -- /usr/sbin/munged
+    wait_for 10 "munged" sh -c 'munge -n | unmunge' || die "munged did not start; see /var/log/munge/munged.log"
+    log "cluster: munged started"
+}
+
+start_ctld() {
+    if ! pid_alive "$STATE/slurmctld.pid"; then
+        /usr/sbin/slurmctld
+        log "cluster: slurmctld started"
+    fi
+    wait_for 30 "slurmctld" sh -c 'scontrol ping | grep -q UP' \
+        || die "slurmctld did not come up; see $LOGDIR/slurmctld.log"
+}
+
+start_node() {
+    local n=$1
+    if pid_alive "$STATE/slurmd-$n.pid"; then return; fi
+    /usr/sbin/slurmd -N "$n"
+    log "cluster: slurmd -N $n started"
+}
+
+node_state() { sinfo -h -N -n "$1" -o '%t' 2>/dev/null | head -n1; }
+
+wait_idle() {
+    local n=$1
+    # A node that was killed comes back DOWN; ReturnToService=2 returns it
+    # once it registers, a resume makes sure.
+    wait_for 10 "$n to register" sh -c "sinfo -h -N -n $n -o '%t' | grep -vq -e down -e unk" \
+        || scontrol update nodename="$n" state=resume 2>/dev/null || true
+    wait_for 30 "$n to be idle" sh -c "sinfo -h -N -n $n -o '%t' | grep -qE '^(idle|mix|alloc)$'" \
+        || die "$n is $(node_state "$n"), not idle; see $LOGDIR/slurmd-$n.log"
+}
+
+cmd_up() {
+    local t0=$EPOCHREALTIME
+    render_config
+    start_munge
+    start_ctld
+    for n in "${NODES[@]}"; do start_node "$n"; done
+    for n in "${NODES[@]}"; do wait_idle "$n"; done
+    log "cluster: up in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s"
+}
+
+cmd_down() {
+    if pid_alive "$STATE/slurmctld.pid"; then
+        # scontrol shutdown leaves job processes running: cancel jobs first.
+        squeue -h -o %A | xargs -r scancel 2>/dev/null || true
+        wait_for 20 "jobs to end" sh -c '[ -z "$(squeue -h -t R,CG,PD -o %i)" ]' || log "cluster: some jobs still listed"
+        scontrol shutdown >/dev/null 2>&1 || true
+    fi
+    local f
+    for f in "$STATE/slurmctld.pid" "$STATE"/slurmd-*.pid; do
+        [ -f "$f" ] || continue
+        if ! wait_for 15 "$(basename "$f" .pid) to exit" sh -c "! kill -0 \$(cat $f) 2>/dev/null"; then
+            kill -9 "$(cat "$f")" 2>/dev/null || true
+        fi
+        rm -f "$f"
+    done
+    if pid_alive "$MUNGE_PID"; then
+        kill "$(cat "$MUNGE_PID")"
+        wait_for 10 "munged to exit" sh -c "! kill -0 \$(cat $MUNGE_PID) 2>/dev/null" || true
+    fi
+    log "cluster: down"
+}
+
+cmd_status() {
+    local ok=0
+    pid_alive "$MUNGE_PID" && echo "munged: running" || { echo "munged: stopped"; ok=1; }
+    pid_alive "$STATE/slurmctld.pid" && echo "slurmctld: running" || { echo "slurmctld: stopped"; ok=1; }
+    for n in "${NODES[@]}"; do
+        if pid_alive "$STATE/slurmd-$n.pid"; then
+            echo "slurmd $n: running, state $(node_state "$n")"
+        else
+            echo "slurmd $n: stopped"; ok=1
+        fi
+    done
+    return $ok
+}
+
+# All descendants of the given pids, deepest last.
+descendants() {
+    local p
+    for p in "$@"; do
+        local kids; kids=$(pgrep -P "$p" || true)
+        [ -n "$kids" ] || continue
+        echo "$kids"
+        # shellcheck disable=SC2086
+        descendants $kids
+    done
+}
+
+# Simulate a node failure: everything of node N dies at once, as in a power loss.
+cmd_kill_node() {
+    local n=${1:?usage: cluster.sh kill-node NODE}
+    local pids=()
+    pid_alive "$STATE/slurmd-$n.pid" && pids+=("$(cat "$STATE/slurmd-$n.pid")")
+    local job
+    for job in $(squeue -h -w "$n" -t R,CG -o %A 2>/dev/null); do
+        pids+=($(pgrep -f "^slurmstepd: \[$job\." || true))
+    done
+    [ ${#pids[@]} -gt 0 ] || die "node $n has no running processes"
+    local all; all=$(printf '%s\n' "${pids[@]}"; descendants "${pids[@]}")
+    # Freeze first so no process can fork or react while the others die.
+    # shellcheck disable=SC2086
+    kill -STOP $all 2>/dev/null || true
+    # shellcheck disable=SC2086
+    kill -KILL $all 2>/dev/null || true
+    rm -f "$STATE/slurmd-$n.pid"
+    log "cluster: killed node $n ($(echo $all | wc -w) processes)"
+}
+
+case ${1:-} in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    kill-node) cmd_kill_node "${2:-}" ;;
+    start-node) start_node "${2:?usage: cluster.sh start-node NODE}"; wait_idle "$2" ;;
+    *) die "usage: cluster.sh up|down|status|kill-node NODE|start-node NODE" ;;
+esac

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine for slurm-ckpt development, tests and the demo.
+#
+# Run as root. Idempotent: every step checks whether its result is already in
+# place and skips itself, so a second run takes seconds.
+#
+#   scripts/setup-system.sh            everything
+#   scripts/setup-system.sh STEP...    only these steps (packages criu users venv postgres)
+#
+# Environment:
+#   SLURM_CKPT_PREFIX   where CRIU is installed (default /opt/slurm-ckpt)
+#   SLURM_CKPT_VENV     the project's virtualenv (default <repo>/.venv)
+#   CRIU_SUITES         Debian suites searched for a CRIU source (default "trixie sid")
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+
+PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
+VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
+CRIU_SUITES=${CRIU_SUITES:-"trixie sid"}
+CRIU_MIN_VERSION=4.1
+TEST_USERS=(ckpt-alice ckpt-bob)
+
+# Packages from Debian 12. Slurm's lua job_submit plugin links liblua5.1;
+# lua5.1 lets the tests run job_submit.lua outside slurmctld.
+PACKAGES=(
+    slurmctld slurmd slurm-client munge libslurm-dev lua5.1
+    build-essential pkgconf libprotobuf-c-dev protobuf-c-compiler libprotobuf-dev
+    protobuf-compiler libnl-3-dev libnet1-dev libcap-dev libbsd-dev libnftables-dev
+    libgnutls28-dev uuid-dev python3-protobuf libcap2-bin dpkg-dev xz-utils
+    python3-venv python3-dev util-linux procps iproute2
+)
+
+[ "$(id -u)" -eq 0 ] || die "run as root: sudo $0"
+[ -r /etc/debian_version ] || die "this script supports Debian 12 only"
+
+step_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "packages: all ${#PACKAGES[@]} present"
+        return
+    fi
+    log "packages: installing ${missing[*]}"
+    # Package scripts must not start daemons: the cluster scripts start them
+    # with our configuration, and machines without an init system have no
+    # service manager to start them with.
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        created_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ $created_policy -eq 1 ] && rm -f "$policy"
+    log "packages: done"
+}
+
+# The newest CRIU source version in the given suites, from a private apt
+# configuration so the machine's own sources are left untouched.
+criu_apt() {
+    local aptdir=$1; shift
+    "$@" -o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+        -o Dir::State::Lists="$aptdir/lists" -o Dir::Cache="$aptdir/cache" \
+        -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+}
+
+step_criu() {
+    local bin=$PREFIX/sbin/criu have=""
+    if [ -x "$bin" ]; then
+        have=$("$bin" --version | awk '/^Version:/ {print $2}')
+    fi
+    if [ -n "$have" ] && version_ge "$have" "$CRIU_MIN_VERSION" \
+        && [ -f "$PREFIX/lib/python/pycriu/rpc_pb2.py" ] && unpriv_ok; then
+        log "criu: $have present in $PREFIX"
+        return
+    fi
+
+    local mirror
+    mirror=$(debian_mirror) || die "criu: no Debian mirror found in /etc/apt/sources.list*; add one and retry"
+    local work; work=$(mktemp -d /var/tmp/slurm-ckpt-criu.XXXXXX)
+    trap 'rm -rf "$work"' RETURN
+    mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
+    for suite in $CRIU_SUITES; do
+        echo "deb-src $mirror $suite main" >> "$work/apt/sources.list"
+    done
+    log "criu: reading source indexes for $CRIU_SUITES"
+    criu_apt "$work/apt" apt-get update -qq
+    local version
+    version=$(criu_apt "$work/apt" apt-cache showsrc criu | awk '/^Version:/ {print $2}' \
+        | sort -V | tail -n1)
+    [ -n "$version" ] || die "criu: no CRIU source found in $CRIU_SUITES"
+    local upstream=${version%-*}; upstream=${upstream#*:}
+    version_ge "$upstream" "$CRIU_MIN_VERSION" || die "criu: newest source is $upstream, need >= $CRIU_MIN_VERSION"
+
+    # The expected SHA-256 comes from the signed Sources index apt verified.
+    local tarball="criu_${upstream}.orig.tar.xz" sha
+    sha=$(criu_apt "$work/apt" apt-cache showsrc criu \
+        | awk -v f="$tarball" '/^Checksums-Sha256:/ {on=1; next} /^[^ ]/ {on=0} on && $3 == f {print $1; exit}')
+    [ -n "$sha" ] || die "criu: apt lists no SHA-256 for $tarball"
+    log "criu: fetching $tarball ($version)"
+    # The .dsc and .debian.tar.xz are sometimes missing from the archive;
+    # only the upstream tarball is needed, so a partial download is fine.
+    (cd "$work" && criu_apt "$work/apt" apt-get source --download-only -qq "criu=$version" >/dev/null 2>&1 || true)
+    [ -f "$work/$tarball" ] || die "criu: download of $tarball failed"
+    echo "$sha  $work/$tarball" | sha256sum -c --quiet - || die "criu: $tarball does not match the SHA-256 apt lists ($sha)"
+    log "criu: checksum ok ($sha)"
+
+    tar -xJf "$work/$tarball" -C "$work"
+    local src; src=$(find "$work" -maxdepth 1 -type d -name 'criu-*' | head -n1)
+    log "criu: building $upstream (about a minute)"
+    make -C "$src" -j"$(nproc)" >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log"; die "criu: build failed"; }
+    make -C "$src" install-criu install-compel install-lib PREFIX="$PREFIX" SKIP_PIP_INSTALL=1 \
+        >>"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log"; die "criu: install failed"; }
+    rm -rf "$PREFIX/lib/python/pycriu"
+    mkdir -p "$PREFIX/lib/python"
+    cp -r "$src/lib/pycriu" "$PREFIX/lib/python/pycriu"
+    find "$PREFIX/lib/python/pycriu" -name '__pycache__' -prune -exec rm -rf {} +
+    chmod -R a+rX "$PREFIX"
+    install_unpriv
+    log "criu: $("$bin" --version | awk '/^Version:/ {print $2}') installed in $PREFIX"
+}
+
+# The copy ordinary users run: only cap_checkpoint_restore, never
+# cap_sys_ptrace or cap_sys_admin, never setuid.
+install_unpriv() {
+    install -d -m 0755 "$PREFIX/bin"
+    install -m 0755 "$PREFIX/sbin/criu" "$PREFIX/bin/criu-unpriv"
+    setcap cap_checkpoint_restore+ep "$PREFIX/bin/criu-unpriv"
+    unpriv_ok || die "criu: setcap on $PREFIX/bin/criu-unpriv did not take"
+}
+
+unpriv_ok() {
+    local f=$PREFIX/bin/criu-unpriv
+    [ -x "$f" ] && [ ! -u "$f" ] && cmp -s "$f" "$PREFIX/sbin/criu" \
+        && [ "$(getcap "$f" | awk '{print $2}')" = "cap_checkpoint_restore=ep" ]
+}
+
+step_users() {
+    local uid=2901
+    for u in "${TEST_USERS[@]}"; do
+        if id "$u" >/dev/null 2>&1; then
+            log "users: $u exists"
+        else
+            while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
+            useradd --uid "$uid" --user-group --create-home --shell /bin/bash "$u"
+            log "users: created $u (uid $uid)"
+        fi
+        uid=$((uid + 1))
+    done
+}
+
+step_venv() {
+    local py=/usr/bin/python3
+    # The distribution's Python, not one under /root: job processes run as
+    # ordinary users and must be able to execute the interpreter.
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "venv: creating $VENV"
+        "$py" -m venv "$VENV"
+    fi
+    local stamp=$VENV/.slurm-ckpt-installed want
+    want=$(cat "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && "$VENV/bin/python" -c 'import slurm_ckpt' 2>/dev/null; then
+        log "venv: project installed, dependencies unchanged"
+    else
+        log "venv: installing the project and its dependencies"
+        "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+        "$VENV/bin/pip" install -q -e "$REPO[dev,postgres]"
+        echo "$want" > "$stamp"
+    fi
+    # pycriu is not on PyPI: make the copy built with our CRIU importable.
+    local site; site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$PREFIX/lib/python" > "$site/slurm_ckpt_pycriu.pth"
+    "$VENV/bin/python" -c 'import pycriu' || die "venv: pycriu does not import from $PREFIX/lib/python"
+    log "venv: pycriu importable"
+}
+
+step_postgres() {
+    if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
+        log "postgres: running"
+        return
+    fi
+    if ! command -v pg_ctlcluster >/dev/null; then
+        log "postgres: installing"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    local ver; ver=$(ls /etc/postgresql | sort -V | tail -n1)
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    pg_isready -q -h 127.0.0.1 -p 5432 || die "postgres: did not start; see /var/log/postgresql/"
+    log "postgres: started"
+}
+
+STEPS=("$@")
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages criu users venv postgres)
+start=$(date +%s)
+for s in "${STEPS[@]}"; do
+    declare -F "step_$s" >/dev/null || die "unknown step '$s' (steps: packages criu users venv postgres)"
+    "step_$s"
+done
+log "setup done in $(( $(date +%s) - start ))s"

@@ -1,0 +1,1 @@
+"""`ckpt-admin`: the admin and user command line."""

@@ -1,0 +1,320 @@
+"""Settings: every default, loaded and validated once.
+
+Sources, later ones winning: the defaults written in `_build` below, the TOML
+file (`$SLURM_CKPT_CONFIG`, else /etc/slurm-ckpt/config.toml), and environment
+variables named SLURM_CKPT_<SECTION>_<KEY> (e.g. SLURM_CKPT_CATALOG_URL).
+
+To add a setting: a field in its section's dataclass and one line in `_build`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from slurm_ckpt.errors import ConfigError, IntervalError
+from slurm_ckpt.intervals import ACCEPTED_FORMS, parse_interval
+
+DEFAULT_CONFIG_PATH = Path("/etc/slurm-ckpt/config.toml")
+CONFIG_ENV_VAR = "SLURM_CKPT_CONFIG"
+ENV_PREFIX = "SLURM_CKPT_"
+
+SLURM_ADAPTERS = ("cli", "pyslurm")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    state_dir: Path
+    store_root: Path  # on a real cluster: a filesystem every node and the service host see
+
+
+@dataclass(frozen=True)
+class CriuSettings:
+    binary: Path  # the copy carrying cap_checkpoint_restore, run as the job's user
+    root_binary: Path
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    url: str
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    adapter: str  # one of SLURM_ADAPTERS
+    command_timeout: float  # seconds
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    min_interval: int  # seconds
+    default_restarts_max: int
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    poll_interval: int  # seconds
+    max_concurrent_checkpoints: int
+    log_level: str  # one of LOG_LEVELS
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: PathSettings
+    criu: CriuSettings
+    catalog: CatalogSettings
+    slurm: SlurmSettings
+    checkpoint: CheckpointSettings
+    service: ServiceSettings
+    config_file: Path | None  # the file that was read; None when only defaults and env apply
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load, validate and return the settings.
+
+    `path` defaults to $SLURM_CKPT_CONFIG, then DEFAULT_CONFIG_PATH (which may
+    be absent); `env` defaults to os.environ. With both given, nothing global
+    is read. Raises ConfigError naming the key and where its value came from.
+    """
+    if env is None:
+        env = os.environ
+    file_path, required = _choose_file(path, env)
+    data = _read_file(file_path, required)
+    reader = _Reader(data, str(file_path), env)
+    settings = _build(reader, file_path if data is not None else None)
+    reader.reject_unknown()
+    return settings
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use (`get_settings.cache_clear()` reloads)."""
+    return load_settings()
+
+
+def _build(r: _Reader, config_file: Path | None) -> Settings:
+    # Every default lives here.
+    state_dir = r.path("paths", "state_dir", Path("/var/lib/slurm-ckpt"))
+    return Settings(
+        paths=PathSettings(
+            state_dir=state_dir,
+            store_root=r.path("paths", "store_root", Path("/var/lib/slurm-ckpt/store")),
+        ),
+        criu=CriuSettings(
+            binary=r.path("criu", "binary", Path("/opt/slurm-ckpt/bin/criu-unpriv")),
+            root_binary=r.path("criu", "root_binary", Path("/opt/slurm-ckpt/bin/criu")),
+        ),
+        catalog=CatalogSettings(
+            # state_dir is absolute, so this is SQLAlchemy's four-slash absolute form.
+            url=r.url("catalog", "url", f"sqlite:///{state_dir}/catalog.db"),
+        ),
+        slurm=SlurmSettings(
+            adapter=r.choice("slurm", "adapter", "cli", SLURM_ADAPTERS),
+            command_timeout=r.seconds("slurm", "command_timeout", 30.0),
+        ),
+        checkpoint=CheckpointSettings(
+            min_interval=r.interval("checkpoint", "min_interval", "5m"),
+            default_restarts_max=r.integer("checkpoint", "default_restarts_max", 3, minimum=0),
+        ),
+        service=ServiceSettings(
+            poll_interval=r.interval("service", "poll_interval", "5s"),
+            max_concurrent_checkpoints=r.integer(
+                "service", "max_concurrent_checkpoints", 4, minimum=1
+            ),
+            log_level=r.choice("service", "log_level", "INFO", LOG_LEVELS),
+        ),
+        config_file=config_file,
+    )
+
+
+def _choose_file(path: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """Return the config file to read and whether it must exist."""
+    if path is not None:
+        return path, True
+    named = env.get(CONFIG_ENV_VAR)
+    if named is None:
+        return DEFAULT_CONFIG_PATH, False
+    if not named:
+        raise ConfigError(
+            f"config: ${CONFIG_ENV_VAR} is set but empty: name a file or unset it",
+            key=CONFIG_ENV_VAR,
+            source="environment",
+        )
+    return Path(named), True
+
+
+def _read_file(path: Path, required: bool) -> dict[str, object] | None:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        if not required:
+            return None
+        raise ConfigError(
+            f"config: file {path} not found: create it or point ${CONFIG_ENV_VAR} elsewhere",
+            source=str(path),
+        ) from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config: {path} is not valid TOML: {err}", source=str(path)) from err
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ConfigError(f"config: cannot read {path}: {reason}", source=str(path)) from err
+
+
+@dataclass(frozen=True)
+class _Raw:
+    value: object  # a TOML value, or the string from an environment variable
+    source: str  # the file path, or $NAME of the environment variable
+    from_env: bool
+
+
+class _Reader:
+    """Typed access to one setting at a time; remembers which keys exist."""
+
+    def __init__(
+        self, data: dict[str, object] | None, file_source: str, env: Mapping[str, str]
+    ) -> None:
+        self._data = data or {}
+        self._file_source = file_source
+        self._env = env
+        self._known: dict[str, list[str]] = {}
+
+    def path(self, section: str, key: str, default: Path) -> Path:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if not isinstance(raw.value, str) or not raw.value:
+            raise self._error(section, key, raw, "must be a path")
+        value = Path(raw.value)
+        if not value.is_absolute():
+            raise self._error(section, key, raw, "must be an absolute path")
+        return value
+
+    def url(self, section: str, key: str, default: str) -> str:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if not isinstance(raw.value, str) or not re.fullmatch(r"[a-z][a-z0-9+]*://\S*", raw.value):
+            raise self._error(
+                section,
+                key,
+                raw,
+                "must be a database URL like sqlite:////var/lib/slurm-ckpt/catalog.db "
+                "or postgresql+psycopg://host/dbname",
+            )
+        return raw.value
+
+    def choice(self, section: str, key: str, default: str, choices: tuple[str, ...]) -> str:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if not isinstance(raw.value, str) or raw.value not in choices:
+            raise self._error(section, key, raw, f"must be one of {', '.join(choices)}")
+        return raw.value
+
+    def integer(self, section: str, key: str, default: int, *, minimum: int) -> int:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        value: int | None = None
+        if raw.from_env:
+            if isinstance(raw.value, str) and re.fullmatch(r"-?[0-9]+", raw.value):
+                value = int(raw.value)
+        elif isinstance(raw.value, int) and not isinstance(raw.value, bool):
+            value = raw.value
+        if value is None or value < minimum:
+            raise self._error(section, key, raw, f"must be an integer >= {minimum}")
+        return value
+
+    def seconds(self, section: str, key: str, default: float) -> float:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        value: float | None = None
+        if raw.from_env:
+            if isinstance(raw.value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw.value):
+                value = float(raw.value)
+        elif isinstance(raw.value, int | float) and not isinstance(raw.value, bool):
+            value = float(raw.value)
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise self._error(section, key, raw, "must be a number of seconds > 0")
+        return value
+
+    def interval(self, section: str, key: str, default: str) -> int:
+        raw = self._get(section, key)
+        if raw is None:
+            return parse_interval(default)
+        if not isinstance(raw.value, str):
+            # A bare TOML number is ambiguous (seconds? minutes?); insist on a string.
+            raise self._error(
+                section, key, raw, f'must be a string like "5m": use {ACCEPTED_FORMS}'
+            )
+        try:
+            return parse_interval(raw.value)
+        except IntervalError as err:
+            detail = f"{err.reason}; " if err.reason else ""
+            raise self._error(section, key, raw, f"{detail}use {ACCEPTED_FORMS}") from err
+
+    def reject_unknown(self) -> None:
+        """Raise ConfigError for the first section or key of the file nobody reads."""
+        for section in self._data:
+            if section not in self._known:
+                raise ConfigError(
+                    f"config: unknown section [{section}] in {self._file_source}: "
+                    f"known sections are {', '.join(self._known)}",
+                    key=section,
+                    source=self._file_source,
+                )
+            for key in self._table(section):
+                if key not in self._known[section]:
+                    raise ConfigError(
+                        f"config: unknown key {section}.{key} in {self._file_source}: "
+                        f"known keys in [{section}] are {', '.join(self._known[section])}",
+                        key=f"{section}.{key}",
+                        source=self._file_source,
+                    )
+
+    def _get(self, section: str, key: str) -> _Raw | None:
+        self._known.setdefault(section, []).append(key)
+        table = self._table(section)
+        env_name = f"{ENV_PREFIX}{section}_{key}".upper()
+        if env_name in self._env:
+            return _Raw(self._env[env_name], f"${env_name}", from_env=True)
+        if key not in table:
+            return None
+        return _Raw(table[key], self._file_source, from_env=False)
+
+    def _table(self, section: str) -> dict[str, object]:
+        table = self._data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"config: {section} = {_show(table)} in {self._file_source}: "
+                f"must be a table ([{section}])",
+                key=section,
+                source=self._file_source,
+            )
+        return table
+
+    def _error(self, section: str, key: str, raw: _Raw, problem: str) -> ConfigError:
+        return ConfigError(
+            f"config: {section}.{key} = {_show(raw.value)} in {raw.source}: {problem}",
+            key=f"{section}.{key}",
+            source=raw.source,
+        )
+
+
+def _show(value: object) -> str:
+    # Values as TOML would write them, so the user can find them in the file.
+    try:
+        shown = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."

@@ -1,0 +1,1 @@
+"""`slurm-ckpt-launch`: the in-job launcher, used as a batch script's interpreter."""

@@ -1,0 +1,1 @@
+"""`slurm-ckptd`: the scheduler-side service."""

@@ -1,0 +1,44 @@
+"""CRIU, built by the set-up, dumps and restores an ordinary user's process in
+unprivileged mode through pycriu, and the process carries on where it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import sys
+from pathlib import Path
+
+from slurm_ckpt import proc
+
+HERE = Path(__file__).parent
+
+
+def test_unprivileged_dump_and_restore_continues_the_counter(
+    test_user: pwd.struct_passwd, user_dir: Path, criu_unpriv: Path
+) -> None:
+    script = user_dir / "roundtrip.py"
+    shutil.copy(HERE / "criu_roundtrip_as_user.py", script)
+    os.chmod(script, 0o644)
+
+    done = proc.run(
+        ["runuser", "-u", test_user.pw_name, "--", sys.executable, str(script),
+         str(user_dir), str(criu_unpriv)],
+        timeout=120, check=False,
+    )
+    logs = "".join(
+        f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in (user_dir / "images").glob("*.log")
+    ) if (user_dir / "images").exists() else ""
+    assert done.returncode == 0, f"round trip failed: {done.stderr[-3000:]}{logs}"
+    result = json.loads(done.stdout)
+
+    assert result["uid"] == test_user.pw_uid
+    assert result["restored_pid"] == result["original_pid"]
+    assert 10 <= result["lines_at_dump"] < 60
+    # Nothing lost, nothing repeated: the restored process went on from where it was.
+    assert result["lines"] == list(range(1, 61))
+    assert result["exit_status"] == 0
+    # Image files belong to the user, not to root.
+    images = list((user_dir / "images").glob("*.img"))
+    assert images and all(p.stat().st_uid == test_user.pw_uid for p in images)
