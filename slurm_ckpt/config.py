@@ -28,6 +28,8 @@ ENV_PREFIX = "SLURM_CKPT_"
 
 SLURM_ADAPTERS = ("cli", "pyslurm")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DUMPERS = ("criu", "fake")
+NO_IMAGE_POLICIES = ("fresh", "fail")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,15 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class LauncherSettings:
+    dumper: str  # one of DUMPERS
+    no_image: str  # one of NO_IMAGE_POLICIES: what a restart with no usable image does
+    copy_max_bytes: int  # files open for writing up to this size are copied into each image
+    pid_wait: float  # seconds to wait for an image's pids to be free before giving up
+    dump_timeout: float  # seconds a single dump or restore may take
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings
     criu: CriuSettings
@@ -74,6 +85,7 @@ class Settings:
     slurm: SlurmSettings
     checkpoint: CheckpointSettings
     service: ServiceSettings
+    launcher: LauncherSettings
     config_file: Path | None  # the file that was read; None when only defaults and env apply
 
 
@@ -110,7 +122,7 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
         ),
         criu=CriuSettings(
             binary=r.path("criu", "binary", Path("/opt/slurm-ckpt/bin/criu-unpriv")),
-            root_binary=r.path("criu", "root_binary", Path("/opt/slurm-ckpt/bin/criu")),
+            root_binary=r.path("criu", "root_binary", Path("/opt/slurm-ckpt/sbin/criu")),
         ),
         catalog=CatalogSettings(
             # state_dir is absolute, so this is SQLAlchemy's four-slash absolute form.
@@ -130,6 +142,13 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
                 "service", "max_concurrent_checkpoints", 4, minimum=1
             ),
             log_level=r.choice("service", "log_level", "INFO", LOG_LEVELS),
+        ),
+        launcher=LauncherSettings(
+            dumper=r.choice("launcher", "dumper", "criu", DUMPERS),
+            no_image=r.choice("launcher", "no_image", "fresh", NO_IMAGE_POLICIES),
+            copy_max_bytes=r.integer("launcher", "copy_max_bytes", 64 << 20, minimum=0),
+            pid_wait=r.seconds("launcher", "pid_wait", 10.0),
+            dump_timeout=r.seconds("launcher", "dump_timeout", 600.0),
         ),
         config_file=config_file,
     )

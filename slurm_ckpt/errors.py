@@ -122,6 +122,38 @@ class CatalogError(CkptError):
     """The checkpoint catalog (database) refused or failed an operation."""
 
 
+class CatalogUnavailable(CatalogError):
+    """The catalog database cannot be reached, opened or kept connected."""
+
+
+class CatalogBusy(CatalogUnavailable):
+    """The catalog database stayed locked by another writer past the busy timeout."""
+
+
+class CatalogSchemaError(CatalogError):
+    """The catalog's schema is missing, out of date, or a migration failed."""
+
+
+class CatalogNotFound(CatalogError):
+    """A job or checkpoint the caller named is not in the catalog."""
+
+
+class CatalogConflict(CatalogError):
+    """A write clashed with the catalog's constraints or with another writer."""
+
+
+class IllegalTransition(CatalogConflict):
+    """A checkpoint state change that the state machine does not allow."""
+
+    def __init__(
+        self, message: str, *, current: str, target: str, checkpoint_id: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.current = current
+        self.target = target
+        self.checkpoint_id = checkpoint_id
+
+
 class SlurmError(CkptError):
     """Slurm could not be queried or did not accept a request."""
 
@@ -130,8 +162,76 @@ class DumpError(CkptError):
     """Dumping or restoring a process tree failed."""
 
 
+class DumperUnavailable(DumpError):
+    """The selected dump backend cannot run on this machine."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"dump backend {name!r} is unavailable: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class DumpFailed(DumpError):
+    """The backend could not save the process tree."""
+
+    def __init__(self, reason: str, *, log: str | None = None) -> None:
+        super().__init__(f"dump failed: {reason}")
+        self.reason = _one_line(reason)
+        self.log = log
+
+
+class RestoreFailed(DumpError):
+    """The backend could not bring a saved tree back."""
+
+    def __init__(self, reason: str, *, log: str | None = None) -> None:
+        super().__init__(f"restore failed: {reason}")
+        self.reason = _one_line(reason)
+        self.log = log
+
+
 class StoreError(CkptError):
     """The image store is missing, inconsistent or not writable."""
+
+
+class BadPath(StoreError, ValueError):
+    """A job id, sequence number or file name from outside is not acceptable."""
+
+    def __init__(self, message: str, *, value: str) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class UnsafeJobDir(StoreError):
+    """A job's store folder is not a private folder of the job's user."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ManifestError(StoreError):
+    """A checkpoint manifest is malformed or of an unknown format version."""
+
+
+class CheckpointExists(StoreError):
+    """A checkpoint with this sequence number is already committed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"checkpoint {path} already exists: never overwritten")
+        self.path = path
+
+
+class ImageCorrupt(StoreError):
+    """A committed checkpoint image fails verification."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"checkpoint image {path} is corrupt: {reason}")
+        self.path = path
+        self.reason = _one_line(reason)
+
+
+class BadImageList(StoreError):
+    """A job's published list of valid images (images.json) is malformed."""
 
 
 class LauncherError(CkptError):

@@ -3,8 +3,8 @@
 The grammar (the SPANK plugin in C implements the same one, checked against
 tests/data/interval_vectors.tsv):
 
-- The text is 1 to MAX_INPUT_LENGTH characters, ASCII only, no whitespace or
-  sign anywhere. A number is one or more ASCII digits (leading zeros allowed).
+- The text is 1 to MAX_INPUT_LENGTH characters: no whitespace, no leading
+  sign. A number is one or more ASCII digits (leading zeros allowed).
 - Unit form: ``[Nd][Nh][Nm][Ns]``, lowercase units, each at most once, in this
   order, at least one present: ``90s``, ``30m``, ``1h30m``, ``2d``, ``1d12h``.
 - A bare number is minutes, as in Slurm: ``30`` is 1800 seconds.
@@ -25,7 +25,7 @@ HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 
 MAX_INTERVAL_SECONDS = 365 * DAY
-# Far longer than any valid text; keeps the C side free of overflow worries.
+# Far longer than any sensible interval; bounds the numbers for the C parser.
 MAX_INPUT_LENGTH = 32
 
 ACCEPTED_FORMS = (

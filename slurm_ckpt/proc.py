@@ -151,21 +151,27 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> tuple[bytes, byt
         output = proc.communicate(timeout=grace)
     except subprocess.TimeoutExpired:
         output = None
-    # Also for members that ignore SIGTERM or do not hold our pipes.
+    # Also for members that ignore SIGTERM or do not hold our pipes. Should the
+    # child have been reaped just now, its group id stays reserved while any
+    # member lives, so this still cannot hit a stranger.
     _signal_group(proc.pid, signal.SIGKILL)
     if output is not None:
         return output
     try:
         return proc.communicate(timeout=grace)
     except subprocess.TimeoutExpired:
-        # A process that left the group (its own setsid) still holds our pipes;
-        # the child itself is dead, so reap it and give up on the output.
-        log.warning("process %d: output pipes still open after SIGKILL", proc.pid)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        proc.wait()
-        return b"", b""
+        pass
+    # A process that left the group (its own setsid) still holds our pipes, or
+    # the group could not be signalled; give up on the output rather than hang.
+    log.warning("process %d: output pipes still open after SIGKILL", proc.pid)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        log.error("process %d survived SIGKILL; leaving it unreaped", proc.pid)
+    return b"", b""
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -149,6 +150,20 @@ def test_timeout_sigkills_a_child_that_ignores_sigterm() -> None:
         run(["sh", "-c", "trap '' TERM; echo $$; exec sleep 100"], timeout=0.5, kill_grace=0.5)
     assert time.monotonic() - started < 5
     assert wait_until_empty(int(info.value.stdout)) == []
+
+
+def test_timeout_does_not_hang_on_a_process_that_left_the_group(tmp_path: Path) -> None:
+    # The escaped process keeps our pipes open; run must give up on them, not wait.
+    pidfile = tmp_path / "pid"
+    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 100' & wait"
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommandTimeout):
+            run(["sh", "-c", script], timeout=0.5, kill_grace=0.5)
+        assert time.monotonic() - started < 5
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 def test_str_argv_is_rejected() -> None:

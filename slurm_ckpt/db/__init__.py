@@ -1,0 +1,1 @@
+"""The catalog: SQLAlchemy models, sessions, queries, retention; migrations live in db/migrations/."""

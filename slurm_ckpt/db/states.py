@@ -1,0 +1,64 @@
+"""Named states of jobs and checkpoints, event kinds, and the checkpoint state machine."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from slurm_ckpt.errors import IllegalTransition
+
+
+class CheckpointState(StrEnum):
+    REQUESTED = "REQUESTED"  # recorded before the dump request is sent
+    VALID = "VALID"  # image and manifest verified
+    FAILED = "FAILED"  # dump failed, or no result by the deadline
+    OBSOLETE = "OBSOLETE"  # retention gave it up; its files may be deleted
+    DELETED = "DELETED"  # its files are gone; the row stays as history
+
+
+# FAILED -> OBSOLETE lets retention hand a failed dump's leftovers to deletion
+# through the same path as a VALID image.
+ALLOWED_TRANSITIONS: Mapping[CheckpointState, frozenset[CheckpointState]] = {
+    CheckpointState.REQUESTED: frozenset({CheckpointState.VALID, CheckpointState.FAILED}),
+    CheckpointState.VALID: frozenset({CheckpointState.OBSOLETE}),
+    CheckpointState.FAILED: frozenset({CheckpointState.OBSOLETE}),
+    CheckpointState.OBSOLETE: frozenset({CheckpointState.DELETED}),
+    CheckpointState.DELETED: frozenset(),
+}
+
+
+def check_transition(
+    current: CheckpointState, target: CheckpointState, *, checkpoint_id: int | None = None
+) -> None:
+    """Return if `current -> target` is allowed; raise IllegalTransition otherwise."""
+    allowed = ALLOWED_TRANSITIONS[current]
+    if target in allowed:
+        return
+    which = f"checkpoint {checkpoint_id}" if checkpoint_id is not None else "a checkpoint"
+    names = ", ".join(sorted(allowed)) or "none, it is final"
+    raise IllegalTransition(
+        f"{which} is {current}: it cannot become {target} (allowed: {names})",
+        current=current.value,
+        target=target.value,
+        checkpoint_id=checkpoint_id,
+    )
+
+
+class JobState(StrEnum):
+    """A tracked job's state as the service last saw it in Slurm."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    REQUEUED = "REQUEUED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class EventKind(StrEnum):
+    REQUEUED = "requeued"
+    RESTORED = "restored"
+    FELL_BACK = "fell_back"  # restored from an older image after a newer one failed
+    FRESH_START = "fresh_start"
+    RESTORE_FAILED = "restore_failed"
+    REQUEUE_REFUSED = "requeue_refused"

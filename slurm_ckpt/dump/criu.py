@@ -1,0 +1,260 @@
+"""CRIU backend: talks to `criu swrk` over its RPC socket, with pycriu's messages.
+
+pycriu's own client cannot answer CRIU's notifications, and the post-dump
+notification is the one moment the tree is dumped but still frozen: the launcher
+records the sizes of files open for writing there. So this module runs `criu
+swrk` itself: a SOCK_SEQPACKET pair, one protobuf message per packet.
+
+CRIU runs unprivileged (the binary carries only cap_checkpoint_restore), with
+its standard streams on /dev/null so it can never write into the job's output,
+and cgroups ignored (unprivileged CRIU cannot manage them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from slurm_ckpt.dump.base import Capabilities, DumpStats, FrozenHook, ImageInfo, RestoreResult
+from slurm_ckpt.errors import DumperUnavailable, DumpFailed, RestoreFailed
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE = 1 << 20  # CRIU's responses are a few hundred bytes
+_LOG_LEVEL = 4  # CRIU's most detailed level: the log is the only trace of a failure
+
+
+def _rpc() -> Any:
+    """pycriu's message module, imported on use: importing slurm_ckpt never needs CRIU."""
+    try:
+        from pycriu import rpc_pb2
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise DumperUnavailable("criu", f"pycriu does not import ({exc})") from exc
+    return rpc_pb2
+
+
+def tree_pids(root: int) -> list[int]:
+    """The pids of the process tree rooted at `root`, root first."""
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except FileNotFoundError:
+                continue
+    return pids
+
+
+def log_reason(path: Path) -> str:
+    """The last error CRIU wrote to its log, or '' when there is none."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if "Error (" in line]
+    if not errors:
+        return ""
+    # "(00.012345) Error (criu/sk-inet.c:189): inet: Connected TCP socket, ..."
+    last = errors[-1]
+    _, _, message = last.partition("): ")
+    return message.strip() or last.strip()
+
+
+class _Swrk:
+    """One `criu swrk` process and its socket."""
+
+    def __init__(self, binary: Path, pass_fds: tuple[int, ...], timeout: float) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [str(binary), "swrk", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(), *pass_fds),
+                # The launcher blocks the signals it waits for; CRIU must not inherit that.
+                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, ()),
+            )
+        except OSError as exc:
+            ours.close()
+            raise DumperUnavailable("criu", f"cannot run {binary}: {exc.strerror}") from exc
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+
+    def send(self, message: Any) -> None:
+        self.sock.send(message.SerializeToString())
+
+    def receive(self) -> Any:
+        data = self.sock.recv(_MAX_MESSAGE)
+        if not data:
+            raise ConnectionError("criu closed the connection")
+        resp = _rpc().criu_resp()
+        resp.ParseFromString(data)
+        return resp
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextmanager
+def _open_dir(path: Path) -> Iterator[int]:
+    fd = os.open(path, os.O_DIRECTORY | os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class CriuDumper:
+    """Dump and restore through `criu swrk`, unprivileged, with --leave-running dumps."""
+
+    name = "criu"
+
+    def __init__(self, binary: Path, *, unprivileged: bool = True, timeout: float = 600) -> None:
+        self.binary = binary
+        self.unprivileged = unprivileged
+        self.timeout = timeout
+
+    def _options(self, images_fd: int, work_fd: int, log_file: str) -> Any:
+        rpc = _rpc()
+        opts = rpc.criu_opts()
+        opts.images_dir_fd = images_fd
+        opts.work_dir_fd = work_fd
+        opts.log_file = log_file
+        opts.log_level = _LOG_LEVEL
+        opts.unprivileged = self.unprivileged
+        opts.manage_cgroups = True
+        opts.manage_cgroups_mode = rpc.IGNORE
+        return opts
+
+    def _call(self, request: Any, pass_fds: tuple[int, ...], on_notify: Any = None) -> Any:
+        """Send one request, answer CRIU's notifications, return the final response."""
+        rpc = _rpc()
+        swrk = _Swrk(self.binary, pass_fds, self.timeout)
+        try:
+            swrk.send(request)
+            while True:
+                resp = swrk.receive()
+                if resp.type != rpc.NOTIFY:
+                    return resp
+                ok = True
+                if on_notify is not None:
+                    ok = on_notify(resp.notify.script)
+                swrk.send(rpc.criu_req(type=rpc.NOTIFY, notify_success=ok))
+        finally:
+            swrk.close()
+
+    def capabilities(self) -> Capabilities:
+        try:
+            rpc = _rpc()
+            if not os.access(self.binary, os.X_OK):
+                return Capabilities(False, "", False, f"{self.binary} is not executable")
+            with _open_dir(Path("/")) as root_fd:
+                version = self._call(rpc.criu_req(type=rpc.VERSION), (root_fd,))
+                features = rpc.criu_req(type=rpc.FEATURE_CHECK)
+                features.features.mem_track = True
+                probe = self._call(features, (root_fd,))
+        except (DumperUnavailable, OSError) as exc:
+            return Capabilities(False, "", False, str(exc))
+        v = version.version
+        text = f"{v.major_number}.{v.minor_number}" + (f".{v.sublevel}" if v.sublevel else "")
+        incremental = bool(probe.success and probe.features.mem_track)
+        reason = "" if incremental else "the kernel has no memory dirty tracking: full dumps"
+        return Capabilities(True, text, incremental, reason)
+
+    def dump(
+        self, pid: int, images: Path, *, log_file: Path, on_frozen: FrozenHook | None = None
+    ) -> DumpStats:
+        rpc = _rpc()
+        marks: dict[str, float] = {}
+        hook_error: list[BaseException] = []
+
+        def on_notify(script: str) -> bool:
+            marks[script] = time.monotonic()
+            if script == "post-dump" and on_frozen is not None:
+                try:
+                    on_frozen(tree_pids(pid))
+                except Exception as exc:  # noqa: BLE001 - reported as the dump's failure
+                    hook_error.append(exc)
+                    return False
+            return True
+
+        started = time.monotonic()
+        with _open_dir(images) as images_fd, _open_dir(log_file.parent) as log_fd:
+            opts = self._options(images_fd, log_fd, log_file.name)
+            opts.pid = pid
+            opts.leave_running = True
+            opts.notify_scripts = True
+            request = rpc.criu_req(type=rpc.DUMP, opts=opts)
+            try:
+                resp = self._call(request, (images_fd, log_fd), on_notify)
+            except (OSError, ConnectionError) as exc:
+                raise DumpFailed(f"lost contact with criu: {exc}") from exc
+        ended = time.monotonic()
+        if hook_error:
+            raise DumpFailed(f"recording the frozen tree failed: {hook_error[0]}")
+        if not resp.success:
+            reason = resp.cr_errmsg or log_reason(log_file) or f"errno {resp.cr_errno}"
+            raise DumpFailed(reason, log=str(log_file))
+        frozen = marks.get("post-dump", ended) - marks.get("pre-dump", started)
+        return DumpStats(seconds=ended - started, frozen_seconds=max(frozen, 0.0))
+
+    def inspect(self, images: Path) -> ImageInfo:
+        try:
+            from pycriu import images as criu_images
+        except ImportError as exc:  # pragma: no cover - depends on the machine
+            raise DumperUnavailable("criu", f"pycriu does not import ({exc})") from exc
+        try:
+            with open(images / "pstree.img", "rb") as f:
+                tree = criu_images.load(f)["entries"]
+            pids = tuple(int(p) for entry in tree for p in entry.get("threads", [entry["pid"]]))
+            uids: set[int] = set()
+            gids: set[int] = set()
+            for tid in pids:  # every thread has its own credentials
+                with open(images / f"core-{tid}.img", "rb") as f:
+                    creds = criu_images.load(f)["entries"][0]["thread_core"]["creds"]
+                uids.update(int(creds[k]) for k in ("uid", "euid", "suid", "fsuid"))
+                gids.update(int(creds[k]) for k in ("gid", "egid", "sgid", "fsgid"))
+        except (OSError, KeyError, ValueError, TypeError, criu_images.MagicException) as exc:
+            raise RestoreFailed(f"cannot read the images in {images}: {exc}") from exc
+        return ImageInfo(pids=pids, uids=frozenset(uids), gids=frozenset(gids))
+
+    def restore(self, images: Path, *, log_file: Path) -> RestoreResult:
+        rpc = _rpc()
+        started = time.monotonic()
+        with _open_dir(images) as images_fd, _open_dir(log_file.parent) as log_fd:
+            opts = self._options(images_fd, log_fd, log_file.name)
+            # The restored root becomes our child, so we can wait for it.
+            opts.rst_sibling = True
+            request = rpc.criu_req(type=rpc.RESTORE, opts=opts)
+            try:
+                resp = self._call(request, (images_fd, log_fd))
+            except (OSError, ConnectionError) as exc:
+                raise RestoreFailed(f"lost contact with criu: {exc}") from exc
+        if not resp.success:
+            reason = resp.cr_errmsg or log_reason(log_file) or f"errno {resp.cr_errno}"
+            raise RestoreFailed(reason, log=str(log_file))
+        return RestoreResult(pid=resp.restore.pid, seconds=time.monotonic() - started)

@@ -1,0 +1,41 @@
+"""The checksum recorded for every image file in a manifest.
+
+xxh3_128, chosen by measurement (scripts/bench_checksum.py, numbers in
+docs/benchmarks.md "Checksum"): it runs at memory speed, so hashing a dump
+adds a small fraction to the checkpoint's time, where sha256 and blake2b about
+double it. The checksum guards against corruption (torn writes, bit rot,
+truncation), not against an attacker: the store folder is the job user's own,
+and that user could rewrite a cryptographic hash as easily as the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import xxhash
+
+ALGORITHM = "xxh3_128"
+
+# Large enough that per-call overhead vanishes, small enough to stay in L2/L3-ish
+# territory and to report progress often.
+CHUNK_SIZE = 4 * 1024 * 1024
+
+
+def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
+    """Return the hex checksum of a file's content.
+
+    `progress`, when given, is called after each chunk with the bytes hashed so far.
+    Raises OSError when the file cannot be read.
+    """
+    hasher = xxhash.xxh3_128()
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    done = 0
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            hasher.update(view[:n])
+            done += n
+            if progress is not None:
+                progress(done)
+    return hasher.hexdigest()
