@@ -10,7 +10,9 @@
 #   scripts/cluster.sh start-node N  start node N's slurmd again
 #
 # Environment: SLURM_CKPT_CLUSTER_STATE (default /var/lib/slurm-ckpt-cluster),
-# SLURM_CKPT_CLUSTER_LOG (default /var/log/slurm-ckpt-cluster).
+# SLURM_CKPT_CLUSTER_LOG (default /var/log/slurm-ckpt-cluster), SLURM_CKPT_PREFIX
+# (where the plugins are installed, default /opt/slurm-ckpt), SLURM_CKPT_LAUNCHER
+# (the batch scripts' interpreter for --checkpoint jobs).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +25,12 @@ CONF=/etc/slurm/slurm.conf
 MARKER="managed by slurm-ckpt scripts/cluster.sh"
 NODES=(node1 node2)
 MUNGE_PID=/run/munge/munged.pid
+PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
+LAUNCHER=${SLURM_CKPT_LAUNCHER:-$PREFIX/venv/bin/slurm-ckpt-launch}
+PLUGSTACK=/etc/slurm/plugstack.conf
+PLUGSTACK_ENTRY=/etc/slurm/plugstack.conf.d/slurm-ckpt.conf
+SUBMIT_LUA=/etc/slurm/job_submit.lua
+SUBMIT_CONF=/etc/slurm/slurm-ckpt-submit.conf
 
 [ "$(id -u)" -eq 0 ] || die "run as root"
 command -v slurmctld >/dev/null || die "Slurm is not installed: run scripts/setup-system.sh first"
@@ -48,6 +56,53 @@ render_config() {
     install -d -o slurm -g slurm -m 0755 "$STATE/ctld" "$LOGDIR"
     for n in "${NODES[@]}"; do install -d -m 0755 "$STATE/$n"; done
     touch "$LOGDIR/slurmctld.log" && chown slurm:slurm "$LOGDIR/slurmctld.log"
+}
+
+# install_file SRC DEST MODE: copy when the content differs; true when it did.
+install_file() {
+    if [ -f "$2" ] && cmp -s "$1" "$2"; then return 1; fi
+    install -D -m "$3" "$1" "$2"
+    log "cluster: wrote $2"
+}
+
+# slurm-ckpt's plugins in the cluster's configuration: the SPANK plugin's
+# plugstack entry, job_submit.lua (JobSubmitPlugins=lua in slurm.conf) and
+# its settings. Builds and installs the plugins first when their sources changed.
+install_plugins() {
+    "$REPO/scripts/setup-system.sh" plugins
+    local f
+    for f in "$PLUGSTACK_ENTRY" "$SUBMIT_CONF"; do
+        if [ -f "$f" ] && ! grep -q "$MARKER" "$f"; then
+            die "$f exists and is not ours; move it away to use the local test cluster"
+        fi
+    done
+    if [ -f "$SUBMIT_LUA" ] && ! grep -q '^-- slurm-ckpt job_submit.lua' "$SUBMIT_LUA"; then
+        die "$SUBMIT_LUA exists and is not slurm-ckpt's; move it away to use the local test cluster"
+    fi
+    # Debian's plugstack.conf includes plugstack.conf.d; write one that does if it is missing.
+    if [ ! -f "$PLUGSTACK" ]; then
+        printf 'include %s/*.conf\n' "$(dirname "$PLUGSTACK_ENTRY")" > "$PLUGSTACK"
+    elif ! grep -q "^include $(dirname "$PLUGSTACK_ENTRY")/\*" "$PLUGSTACK"; then
+        die "$PLUGSTACK does not include $(dirname "$PLUGSTACK_ENTRY")/*.conf; add that line"
+    fi
+    local tmp; tmp=$(mktemp -d)
+    sed -e "s|@PREFIX@|$PREFIX|g" -e "s|@MARKER@|$MARKER|" \
+        "$REPO/scripts/cluster/plugstack-slurm-ckpt.conf.in" > "$tmp/plugstack"
+    sed -e "s|@LAUNCHER@|$LAUNCHER|g" -e "s|@MARKER@|$MARKER|" \
+        "$REPO/scripts/cluster/slurm-ckpt-submit.conf.in" > "$tmp/submit"
+    local changed=0
+    install_file "$tmp/plugstack" "$PLUGSTACK_ENTRY" 0644 && changed=1
+    install_file "$tmp/submit" "$SUBMIT_CONF" 0644 && changed=1
+    # slurmctld reloads job_submit.lua by itself when the file changes.
+    install_file "$PREFIX/share/slurm-ckpt/job_submit.lua" "$SUBMIT_LUA" 0644 || true
+    rm -rf "$tmp"
+    # A running controller started before JobSubmitPlugins=lua was in slurm.conf
+    # needs a reconfigure too.
+    if pid_alive "$STATE/slurmctld.pid" && { [ $changed -eq 1 ] \
+        || ! grep -q '^JobSubmitPlugins *= lua' <<<"$(scontrol show config 2>/dev/null)"; }; then
+        scontrol reconfigure && log "cluster: slurmctld reconfigured"
+    fi
+    return 0
 }
 
 start_munge() {
@@ -90,6 +145,7 @@ wait_idle() {
 cmd_up() {
     local t0=$EPOCHREALTIME
     render_config
+    install_plugins
     start_munge
     start_ctld
     for n in "${NODES[@]}"; do start_node "$n"; done

@@ -5,7 +5,7 @@
 # place and skips itself, so a second run takes seconds.
 #
 #   scripts/setup-system.sh            everything
-#   scripts/setup-system.sh STEP...    only these steps (packages criu users venv postgres)
+#   scripts/setup-system.sh STEP...    only these steps (packages criu users venv runtime postgres plugins)
 #
 # Environment:
 #   SLURM_CKPT_PREFIX   where CRIU is installed (default /opt/slurm-ckpt)
@@ -182,6 +182,36 @@ step_venv() {
     log "venv: pycriu importable"
 }
 
+# The runtime install that jobs execute: the launcher runs as the job's user,
+# so it lives outside any checkout (which may sit in an unreadable home) and
+# is reinstalled only when the package's sources change.
+step_runtime() {
+    local rt=$PREFIX/venv
+    if [ ! -x "$rt/bin/python" ]; then
+        log "runtime: creating $rt"
+        /usr/bin/python3 -m venv "$rt"
+    fi
+    local stamp=$rt/.slurm-ckpt-source want
+    want=$( (cat "$REPO/pyproject.toml"; find "$REPO/slurm_ckpt" -name '*.py' -type f | sort | xargs cat) | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "runtime: $rt up to date"
+    else
+        log "runtime: installing the package into $rt"
+        local build; build=$(mktemp -d /var/tmp/slurm-ckpt-build.XXXXXX)
+        # Build from a copy: a build inside the checkout would leave files in it.
+        cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/slurm_ckpt" "$build/"
+        [ -d "$REPO/db" ] && cp -r "$REPO/db" "$build/"
+        "$rt/bin/pip" install -q --upgrade --force-reinstall --no-deps "$build" >"$build.log" 2>&1 \
+            && "$rt/bin/pip" install -q "$build" >>"$build.log" 2>&1 \
+            || { tail -n 20 "$build.log"; rm -rf "$build" "$build.log"; die "runtime: install failed"; }
+        rm -rf "$build" "$build.log"
+        echo "$want" > "$stamp"
+    fi
+    local site; site=$("$rt/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "$PREFIX/lib/python" > "$site/slurm_ckpt_pycriu.pth"
+    chmod -R a+rX "$rt"
+}
+
 step_postgres() {
     if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
         log "postgres: running"
@@ -198,11 +228,30 @@ step_postgres() {
     log "postgres: started"
 }
 
+# slurm-ckpt's Slurm plugins (plugins/Makefile): the SPANK plugin built against
+# the installed Slurm headers, and job_submit.lua, installed under $PREFIX.
+# scripts/cluster.sh puts them into the test cluster's configuration.
+step_plugins() {
+    local stamp=$PREFIX/lib/slurm-ckpt/.plugins-installed want
+    want=$(cd "$REPO/plugins" && cat Makefile job_submit.lua spank/*.c spank/*.h | sha256sum | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && [ -f "$PREFIX/lib/slurm-ckpt/spank/slurm_ckpt.so" ] \
+        && [ -f "$PREFIX/share/slurm-ckpt/job_submit.lua" ]; then
+        log "plugins: installed, sources unchanged"
+        return
+    fi
+    log "plugins: building and installing into $PREFIX"
+    make -s -C "$REPO/plugins" all install PREFIX="$PREFIX" >/dev/null \
+        || die "plugins: build failed (make -C plugins)"
+    echo "$want" > "$stamp"
+    log "plugins: done"
+}
+
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages criu users venv postgres)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages criu users venv runtime postgres plugins)
 start=$(date +%s)
 for s in "${STEPS[@]}"; do
-    declare -F "step_$s" >/dev/null || die "unknown step '$s' (steps: packages criu users venv postgres)"
+    declare -F "step_$s" >/dev/null || die "unknown step '$s' (steps: packages criu users venv runtime postgres plugins)"
     "step_$s"
 done
 log "setup done in $(( $(date +%s) - start ))s"

@@ -1,8 +1,15 @@
 """slurm-ckpt: transparent checkpoint/restart for Slurm batch jobs, with CRIU."""
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("slurm-ckpt")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> Any:
+    # Computed on use: the launcher starts with every job and must start fast.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("slurm-ckpt")
+        except PackageNotFoundError:  # a source tree that was not installed
+            return "0+unknown"
+    raise AttributeError(name)

@@ -53,6 +53,10 @@ class CatalogSettings:
 class SlurmSettings:
     adapter: str  # one of SLURM_ADAPTERS
     command_timeout: float  # seconds
+    # A controller that does not answer is asked again this many times in all
+    # (transient errors only), retry_delay seconds apart, then reported.
+    max_attempts: int
+    retry_delay: float  # seconds
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
         slurm=SlurmSettings(
             adapter=r.choice("slurm", "adapter", "cli", SLURM_ADAPTERS),
             command_timeout=r.seconds("slurm", "command_timeout", 30.0),
+            max_attempts=r.integer("slurm", "max_attempts", 3, minimum=1),
+            retry_delay=r.seconds("slurm", "retry_delay", 2.0),
         ),
         checkpoint=CheckpointSettings(
             min_interval=r.interval("checkpoint", "min_interval", "5m"),

@@ -158,6 +158,47 @@ class SlurmError(CkptError):
     """Slurm could not be queried or did not accept a request."""
 
 
+class SlurmUnavailable(SlurmError):
+    """The Slurm controller did not answer (after the bounded retries)."""
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class JobNotFound(SlurmError):
+    """Slurm does not know the job (never existed, or finished and purged)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"Slurm job {job_id} not found (unknown or already finished)")
+        self.job_id = job_id
+
+
+class SlurmRejected(SlurmError):
+    """Slurm answered and refused the request (permission, job state, bad value)."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class SlurmOutputError(SlurmError):
+    """Slurm's output could not be parsed (an unexpected format or Slurm release)."""
+
+    def __init__(self, message: str, *, line: str = "") -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class SlurmBackendUnavailable(SlurmError):
+    """The selected Slurm adapter cannot be used here (e.g. pyslurm does not import)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"Slurm adapter {name!r} is not available: {reason}")
+        self.name = name
+        self.reason = reason
+
+
 class DumpError(CkptError):
     """Dumping or restoring a process tree failed."""
 

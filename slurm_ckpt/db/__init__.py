@@ -1,1 +1,1 @@
-"""The catalog: SQLAlchemy models, sessions, queries, retention; migrations live in db/migrations/."""
+"""The catalog: models, sessions, queries and retention; migrations are in db/migrations/."""

@@ -1,23 +1,131 @@
-"""Entry point of `slurm-ckpt-launch`."""
+"""Entry point of `slurm-ckpt-launch`, the interpreter of a checkpointed batch script.
 
-from __future__ import annotations
+The kernel runs `#!/path/slurm-ckpt-launch /bin/bash` as
+`slurm-ckpt-launch /bin/bash SCRIPT ARGS...`.
+"""
 
-import click
+import signal
 
-from slurm_ckpt import __version__
+# First thing, before the imports below take their time: a checkpoint signal
+# arriving during start-up must neither kill us (SIGUSR1's default) nor be lost.
+_early_signals: list[int] = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: _early_signals.append(signum))
+
+import logging  # noqa: E402
+import logging.handlers  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, NoReturn  # noqa: E402
+
+from slurm_ckpt.errors import CkptError  # noqa: E402
+
+if TYPE_CHECKING:
+    from slurm_ckpt.launcher.session import Session
+
+log = logging.getLogger("slurm_ckpt.launcher")
+
+USAGE = """usage: slurm-ckpt-launch INTERPRETER SCRIPT [ARGS...]
+
+Runs SCRIPT with INTERPRETER under checkpoint control, inside a Slurm batch job.
+Used as a script's interpreter line: #!/path/to/slurm-ckpt-launch /bin/bash
+Outside a job, or when checkpointing cannot be set up, the script runs unchanged."""
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="slurm-ckpt-launch")
-def cli() -> None:
-    """Run a batch script under checkpoint control (as `#!slurm-ckpt-launch /bin/bash`).
-
-    The launcher is not available in this release; this command only
-    describes itself.
-    """
-    click.echo(click.get_current_context().get_help())
-    raise SystemExit(2)
+def _passthrough(interpreter: str, script_and_args: list[str], reason: str) -> NoReturn:
+    """Run the script exactly as without us; checkpointing must never fail a job."""
+    log.warning("running the script without checkpoints: %s", reason)
+    logging.shutdown()
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    os.execv(interpreter, [interpreter, *script_and_args])
 
 
-def main() -> None:
-    cli()
+def _log_to(path: Path | None) -> None:
+    # Never the job's stdout or stderr: those are files we roll back.
+    handler: logging.Handler
+    if path is not None:
+        handler = logging.FileHandler(path)
+    elif os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+    else:
+        handler = logging.NullHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s slurm-ckpt-launch[%(process)d] %(levelname)s %(message)s")
+    )
+    root = logging.getLogger("slurm_ckpt")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE, file=sys.stdout if args else sys.stderr)
+        sys.exit(0 if args else 2)
+    if args[0] == "--version":
+        from slurm_ckpt import __version__
+
+        print(f"slurm-ckpt-launch {__version__}")
+        sys.exit(0)
+    if len(args) < 2:
+        print(f"slurm-ckpt-launch: no script given\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    interpreter, script, rest = args[0], args[1], args[2:]
+    _log_to(None)
+
+    from slurm_ckpt.launcher import session as session_mod
+
+    try:
+        session = _set_up(interpreter, Path(script), rest)
+    except (CkptError, OSError, ValueError) as exc:
+        _passthrough(interpreter, [script, *rest], str(exc))
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, session_mod.WAITED)
+    try:
+        early = session.start()
+        if early is not None:
+            sys.exit(early)
+        if _early_signals:
+            session.checkpoint()
+        code = session.run()
+    except Exception:
+        log.exception("launcher failed")
+        raise
+    logging.shutdown()
+    sys.exit(code)
+
+
+def _set_up(interpreter: str, script: Path, args: list[str]) -> "Session":
+    from slurm_ckpt.config import get_settings
+    from slurm_ckpt.dump.registry import get_dumper
+    from slurm_ckpt.launcher.session import Job, Session
+    from slurm_ckpt.store.layout import ensure_job_dir, parse_job_id
+
+    job_id_text = os.environ.get("SLURM_JOB_ID")
+    if not job_id_text:
+        raise ValueError("not inside a Slurm job (SLURM_JOB_ID is not set)")
+    job_id = parse_job_id(job_id_text)
+    restart_count = int(os.environ.get("SLURM_RESTART_COUNT", "0") or "0")
+    settings = get_settings()
+    jobdir = ensure_job_dir(settings.paths.store_root, job_id)
+    _log_to(jobdir.log_file)
+    dumper = get_dumper(
+        settings.launcher.dumper,
+        binary=settings.criu.binary,
+        timeout=settings.launcher.dump_timeout,
+    )
+    caps = dumper.capabilities()
+    if not caps.available:
+        raise ValueError(f"{dumper.name} is unusable: {caps.reason}")
+    log.info(
+        "job %d (restart %d): %s %s %s; %s %s%s",
+        job_id, restart_count, interpreter, script, " ".join(args), dumper.name, caps.version,
+        "" if caps.incremental else f" ({caps.reason})",
+    )
+    session = Session(Job(job_id, restart_count, interpreter, script, args), jobdir, dumper, settings)
+    session.criu_version = caps.version
+    return session
+
+
+if __name__ == "__main__":
+    main()

@@ -72,3 +72,24 @@ class SlurmTestClient:
 
     def start_node(self, node: str) -> None:
         proc.run([str(REPO / "scripts" / "cluster.sh"), "start-node", node], timeout=90)
+
+    def try_submit(
+        self, script: str | None, *, user: str, cwd: Path, args: Sequence[str] = ()
+    ) -> proc.Completed:
+        """Run sbatch as `user` (script on stdin unless None) and return the result, failed or not."""
+        return proc.run(
+            ["runuser", "-u", user, "--", "sbatch", "--parsable", f"--chdir={cwd}", *args],
+            input=script,
+            timeout=30,
+            check=False,
+        )
+
+    def batch_script(self, job_id: int) -> str:
+        """The batch script Slurm stored for the job."""
+        done = proc.run(["scontrol", "write", "batch_script", str(job_id), "-"], timeout=30)
+        return done.stdout
+
+    def jobs_named(self, name: str) -> list[str]:
+        """Ids of every job called `name` the controller knows, finished ones too."""
+        done = proc.run(["squeue", "-h", "--states=all", f"--name={name}", "-o", "%i"], timeout=30)
+        return done.stdout.split()

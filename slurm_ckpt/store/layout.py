@@ -1,0 +1,238 @@
+"""Where things live in the image store.
+
+    <root>/<job_id>/                 0700, owned by the job's user
+        checkpoints/<seq:06d>/       committed images (see writer.py)
+        staging/<seq:06d>.<random>/  dumps in progress or cut off by a crash
+        results/<seq:06d>.json       the launcher's outcome for each request
+        request.json                 the service's current request
+        images.json                  the service's list of valid images
+        launcher.log, job-script
+
+Everything that names a file from outside (job ids, request files, image
+lists, manifests) goes through parse_job_id, check_seq or inside().
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from slurm_ckpt.errors import BadPath, StoreError, UnsafeJobDir
+
+# Slurm job ids are 32-bit unsigned; six digits of sequence are ~19 years of
+# checkpoints at the shortest interval.
+MAX_JOB_ID = 2**32 - 1
+MAX_SEQ = 999_999
+
+_JOB_ID_RE = re.compile(r"[1-9][0-9]{0,9}")
+_SEQ_RE = re.compile(r"[0-9]{6}")
+_RESULT_RE = re.compile(r"([0-9]{6})\.json")
+_STAGING_RE = re.compile(r"([0-9]{6})\..+")
+
+SUBDIRS = ("checkpoints", "staging", "results")
+
+
+def parse_job_id(text: str) -> int:
+    """Return the job id written in `text` (positive decimal, no sign or spaces).
+
+    Raises BadPath otherwise.
+    """
+    if not isinstance(text, str) or not _JOB_ID_RE.fullmatch(text) or int(text) > MAX_JOB_ID:
+        raise BadPath(f"not a Slurm job id: {text!r}", value=repr(text))
+    return int(text)
+
+
+def check_seq(seq: int) -> int:
+    """Return `seq` if it is a valid checkpoint sequence number (1..999999).
+
+    Raises BadPath otherwise.
+    """
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= MAX_SEQ:
+        raise BadPath(f"not a checkpoint sequence number (1..{MAX_SEQ}): {seq!r}", value=repr(seq))
+    return seq
+
+
+@dataclass(frozen=True)
+class JobDir:
+    """The store folder of one job. Pure naming: nothing here touches the disk
+    except committed_seqs and next_seq, which list folders."""
+
+    root: Path
+    job_id: int
+
+    def __post_init__(self) -> None:
+        job_id = self.job_id
+        if isinstance(job_id, bool) or not isinstance(job_id, int) or not 1 <= job_id <= MAX_JOB_ID:
+            raise BadPath(f"not a Slurm job id: {job_id!r}", value=repr(job_id))
+
+    @property
+    def path(self) -> Path:
+        return self.root / str(self.job_id)
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    def checkpoint(self, seq: int) -> Path:
+        return self.checkpoints_dir / f"{check_seq(seq):06d}"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.path / "staging"
+
+    @property
+    def request_file(self) -> Path:
+        return self.path / "request.json"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path / "results"
+
+    def result_file(self, seq: int) -> Path:
+        return self.results_dir / f"{check_seq(seq):06d}.json"
+
+    @property
+    def images_list(self) -> Path:
+        return self.path / "images.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "launcher.log"
+
+    @property
+    def script_copy(self) -> Path:
+        return self.path / "job-script"
+
+    def committed_seqs(self) -> list[int]:
+        """Sequence numbers of the folders in checkpoints/, ascending.
+
+        Committed is not valid: verify before use. Anything not named like a
+        sequence number, and anything that is not a real folder, is ignored.
+        """
+        seqs = []
+        for entry in _scan(self.checkpoints_dir):
+            if (
+                _SEQ_RE.fullmatch(entry.name)
+                and entry.is_dir(follow_symlinks=False)
+                and int(entry.name) >= 1
+            ):
+                seqs.append(int(entry.name))
+        return sorted(seqs)
+
+    def next_seq(self) -> int:
+        """1 + the highest sequence number used in checkpoints/, results/ or staging/.
+
+        Counts every name that looks like a sequence number, whatever it is, so
+        a new dump never collides with a leftover.
+        """
+        highest = 0
+        patterns = (
+            (self.checkpoints_dir, _SEQ_RE),
+            (self.results_dir, _RESULT_RE),
+            (self.staging_dir, _STAGING_RE),
+        )
+        for folder, pattern in patterns:
+            for entry in _scan(folder):
+                match = pattern.fullmatch(entry.name)
+                if match:
+                    highest = max(highest, int(match.group(match.lastindex or 0)))
+        return highest + 1
+
+
+def ensure_job_dir(root: Path, job_id: int) -> JobDir:
+    """Create (or accept) the job's folder and subfolders, private to the current user.
+
+    Run by the launcher as the job's user. Refuses (UnsafeJobDir) an existing
+    folder that is a symlink, not a folder, owned by another uid, or open to
+    group or others; refuses (StoreError) a root that does not exist.
+    """
+    job = JobDir(root, job_id)
+    try:
+        # O_PATH: a site's root is typically 1733, so users may not list it.
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise StoreError(
+            f"store root {root} is not usable: {err.strerror or err} (an admin creates it)"
+        ) from err
+    try:
+        job_fd = _private_dir(root_fd, str(job_id), job.path)
+        try:
+            for name in SUBDIRS:
+                os.close(_private_dir(job_fd, name, job.path / name))
+        finally:
+            os.close(job_fd)
+    finally:
+        os.close(root_fd)
+    return job
+
+
+def inside(base: Path, name: str) -> Path:
+    """Return the resolved path of `name` under `base`, for names written by others.
+
+    Rejects (BadPath) empty names, NUL bytes, absolute paths, '..' components and
+    anything that resolves (through symlinks) outside `base` or to `base` itself.
+    """
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise BadPath(f"not an acceptable file name: {name!r}", value=repr(name))
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise BadPath(f"file name must stay inside {base}: {name!r}", value=name)
+    real_base = base.resolve()
+    resolved = (real_base / relative).resolve()
+    if resolved == real_base or not resolved.is_relative_to(real_base):
+        raise BadPath(f"file name must stay inside {base}: {name!r}", value=name)
+    return resolved
+
+
+def _private_dir(parent_fd: int, name: str, shown: Path) -> int:
+    """Create `name` 0700 under parent_fd if missing; return an fd on it once checked."""
+    created = True
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    except FileExistsError:
+        created = False
+    except OSError as err:
+        raise StoreError(f"cannot create {shown}: {err.strerror or err}") from err
+    try:
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+        )
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeJobDir(
+                f"{shown} is a symlink or not a folder: refusing it", path=str(shown)
+            ) from err
+        raise StoreError(f"cannot open {shown}: {err.strerror or err}") from err
+    try:
+        if created:
+            os.fchmod(fd, 0o700)  # the umask may have taken bits away
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise UnsafeJobDir(
+                f"{shown} is owned by uid {st.st_uid}, not by uid {os.geteuid()}: refusing it",
+                path=str(shown),
+            )
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            raise UnsafeJobDir(
+                f"{shown} has mode {stat.S_IMODE(st.st_mode):04o}, open to group or others: "
+                "refusing it (chmod 700)",
+                path=str(shown),
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise StoreError(f"cannot list {folder}: {err.strerror or err}") from err

@@ -1,0 +1,96 @@
+"""The SPANK plugin: `--checkpoint=<interval>` on sbatch, its C grammar, its refusals."""
+
+from __future__ import annotations
+
+import pwd
+import uuid
+from pathlib import Path
+
+import pytest
+
+from slurm_ckpt import proc
+
+from .slurm_helpers import REPO, SlurmTestClient
+
+SCRIPT = "#!/bin/bash\necho hello\n"
+ACCEPTED_FORMS = "90s, 30m, 1h30m, 2d"
+
+
+def test_c_parser_and_job_submit_lua_pass_their_unit_tests(tmp_path: Path) -> None:
+    # The C parser reads the same vector file as tests/unit/test_intervals.py;
+    # test_job_submit.lua runs job_submit.lua under lua5.1 with a stub slurm table.
+    done = proc.run(
+        ["make", "-C", str(REPO / "plugins"), f"BUILD={tmp_path}/build", "test"],
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "vectors checked, 0 failed" in done.stdout
+    vectors = int(done.stdout.split(" vectors checked")[0].split()[-1])
+    assert vectors >= 150
+    assert ", 0 failed" in done.stdout.splitlines()[-2]
+
+
+def test_sbatch_help_lists_the_option_in_one_line() -> None:
+    done = proc.run(["sbatch", "--help"], timeout=30)
+    lines = [line for line in done.stdout.splitlines() if "--checkpoint=<interval>" in line]
+    assert len(lines) == 1
+    assert "every <interval>" in lines[0]
+
+
+@pytest.mark.parametrize("where", ["command line", "#SBATCH"])
+def test_valid_interval_is_accepted(
+    cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path, where: str
+) -> None:
+    if where == "command line":
+        script, args = SCRIPT, ["--checkpoint=30m"]
+    else:
+        script, args = "#!/bin/bash\n#SBATCH --checkpoint=30m\necho hello\n", []
+    job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir, args=["--hold", *args])
+    try:
+        record = cluster.job(job)
+        assert record["AdminComment"] == "slurm-ckpt:interval=1800"
+    finally:
+        cluster.cancel(job)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("abc", None),
+        ("0", "the total is 0"),
+        ("-5m", "a sign is not allowed"),
+        ("10y", None),
+        ("", "empty"),
+    ],
+)
+@pytest.mark.parametrize("where", ["command line", "#SBATCH"])
+def test_bad_interval_is_refused_and_nothing_is_queued(
+    cluster: SlurmTestClient,
+    test_user: pwd.struct_passwd,
+    user_dir: Path,
+    value: str,
+    reason: str | None,
+    where: str,
+) -> None:
+    name = f"refused-{uuid.uuid4().hex[:10]}"
+    if where == "command line":
+        done = cluster.try_submit(
+            SCRIPT,
+            user=test_user.pw_name,
+            cwd=user_dir,
+            args=[f"--job-name={name}", f"--checkpoint={value}"],
+        )
+    else:
+        script = f"#!/bin/bash\n#SBATCH --checkpoint={value}\necho hello\n"
+        done = cluster.try_submit(
+            script, user=test_user.pw_name, cwd=user_dir, args=[f"--job-name={name}"]
+        )
+
+    assert done.returncode != 0
+    assert f"invalid --checkpoint='{value}'" in done.stderr
+    assert ACCEPTED_FORMS in done.stderr and "D-HH:MM:SS" in done.stderr
+    if reason:
+        assert reason in done.stderr
+    assert done.stdout.strip() == ""
+    assert cluster.jobs_named(name) == []
