@@ -40,6 +40,8 @@ TIME_FORMAT_ENV = {"SLURM_TIME_FORMAT": "%s"}
 SINFO_FORMAT = "%N|%T|%E"
 
 _EMPTY = frozenset({"", "N/A", "n/a", "(null)", "None", "Unknown", "NONE"})
+# sinfo's %E for a node without a reason.
+_NO_REASON = frozenset({"", "none", "(null)", "N/A"})
 _UNLIMITED = frozenset({"UNLIMITED", "INFINITE", "NOT_SET", "N/A", "(null)"})
 _SLURM_TIME = re.compile(r"(?:([0-9]+)-)?(?:([0-9]+):)?([0-9]+):([0-9]+)|([0-9]+)")
 # Flags sinfo appends to a node state: not responding, powered down, powering up, ...
@@ -162,7 +164,7 @@ def parse_sinfo(text: str) -> dict[str, NodeInfo]:
                 name=name,
                 state=state,
                 responding="*" not in raw_state[len(state) :],
-                reason=None if reason.strip() in _EMPTY else reason.strip(),
+                reason=None if reason.strip() in _NO_REASON else reason.strip(),
             ),
         )
     return nodes

@@ -33,7 +33,7 @@ def test_defaults_when_the_default_file_is_missing(
     assert s.paths.state_dir == Path("/var/lib/slurm-ckpt")
     assert s.paths.store_root == Path("/var/lib/slurm-ckpt/store")
     assert s.criu.binary == Path("/opt/slurm-ckpt/bin/criu-unpriv")
-    assert s.criu.root_binary == Path("/opt/slurm-ckpt/bin/criu")
+    assert s.criu.root_binary == Path("/opt/slurm-ckpt/sbin/criu")
     assert s.catalog.url == "sqlite:////var/lib/slurm-ckpt/catalog.db"
     assert s.slurm.adapter == "cli"
     assert s.slurm.command_timeout == 30.0

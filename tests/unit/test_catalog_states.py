@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from slurm_ckpt.db.states import ALLOWED_TRANSITIONS, CheckpointState, check_transition
+from slurm_ckpt.errors import CatalogConflict, IllegalTransition
+
+S = CheckpointState
+LEGAL = {
+    (S.REQUESTED, S.VALID),
+    (S.REQUESTED, S.FAILED),
+    (S.VALID, S.OBSOLETE),
+    (S.FAILED, S.OBSOLETE),
+    (S.OBSOLETE, S.DELETED),
+}
+
+
+def test_every_state_has_an_entry() -> None:
+    assert set(ALLOWED_TRANSITIONS) == set(S)
+
+
+@pytest.mark.parametrize(("current", "target"), list(itertools.product(S, S)))
+def test_exactly_the_documented_transitions_are_allowed(current: S, target: S) -> None:
+    if (current, target) in LEGAL:
+        check_transition(current, target)
+        return
+    with pytest.raises(IllegalTransition) as info:
+        check_transition(current, target, checkpoint_id=7)
+    assert (info.value.current, info.value.target, info.value.checkpoint_id) == (
+        current.value,
+        target.value,
+        7,
+    )
+    assert isinstance(info.value, CatalogConflict)
+
+
+def test_message_names_the_checkpoint_and_what_is_allowed() -> None:
+    with pytest.raises(IllegalTransition) as info:
+        check_transition(S.VALID, S.FAILED, checkpoint_id=12)
+    assert str(info.value) == "checkpoint 12 is VALID: it cannot become FAILED (allowed: OBSOLETE)"
+    with pytest.raises(IllegalTransition) as info:
+        check_transition(S.DELETED, S.VALID)
+    assert str(info.value) == (
+        "a checkpoint is DELETED: it cannot become VALID (allowed: none, it is final)"
+    )
