@@ -98,9 +98,7 @@ def test_a_batch_with_one_bad_job_stores_nothing(catalog: Catalog, database: Dat
 def test_a_failed_transaction_leaves_nothing_behind(catalog: Catalog, database: Database) -> None:
     job = catalog.track_job(new_job(), NOW)
     with pytest.raises(RuntimeError), database.session(write=True) as session:
-        session.add(
-            Event(job_id=job.id, kind=EventKind.RESTORED, detail="x", created_at=NOW)
-        )
+        session.add(Event(job_id=job.id, kind=EventKind.RESTORED, detail="x", created_at=NOW))
         session.execute(update(Job).values(restart_count=9))
         session.flush()
         raise RuntimeError("crash between two writes")
@@ -242,9 +240,7 @@ def test_database_refuses_a_second_requested_row_and_a_duplicate_seq(
     with pytest.raises(CatalogConflict), database.session(write=True) as session:
         session.execute(insert(Checkpoint).values(seq=2, state="REQUESTED", **row))
     with pytest.raises(CatalogConflict), database.session(write=True) as session:
-        session.execute(
-            insert(Checkpoint).values(seq=1, state="FAILED", completed_at=NOW, **row)
-        )
+        session.execute(insert(Checkpoint).values(seq=1, state="FAILED", completed_at=NOW, **row))
     catalog.mark_failed(first.id, "x", NOW)
     with database.session(write=True) as session:
         session.execute(insert(Checkpoint).values(seq=2, state="REQUESTED", **row))
@@ -485,9 +481,7 @@ def test_a_query_on_a_database_without_schema_says_to_upgrade(empty_url: str) ->
         db.dispose()
 
 
-def test_sqlite_connections_use_wal_and_foreign_keys(
-    catalog_url: str, database: Database
-) -> None:
+def test_sqlite_connections_use_wal_and_foreign_keys(catalog_url: str, database: Database) -> None:
     with database.session() as session:
         if database.dialect == "sqlite":
             assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"

@@ -193,7 +193,9 @@ def test_property_applying_a_plan_again_changes_nothing(
 ) -> None:
     first = plan(cps, policy, NOW)
     gone = {c.seq for c in first.obsolete}
-    after = [Cp(c.seq, S.OBSOLETE, c.created_at, c.completed_at) if c.seq in gone else c for c in cps]
+    after = [
+        Cp(c.seq, S.OBSOLETE, c.created_at, c.completed_at) if c.seq in gone else c for c in cps
+    ]
     again = plan(after, policy, NOW)
     assert again.obsolete == ()
     assert again.kept == first.kept

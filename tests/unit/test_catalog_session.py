@@ -86,7 +86,10 @@ class _Orig(Exception):
         (exc.OperationalError("x", {}, _Orig("no such table: jobs")), CatalogSchemaError),
         (exc.ProgrammingError("x", {}, _Orig('relation "jobs"', "42P01")), CatalogSchemaError),
         (exc.OperationalError("x", {}, _Orig("deadlock detected", "40P01")), CatalogConflict),
-        (exc.OperationalError("x", {}, _Orig("server closed the connection\nmore")), CatalogUnavailable),
+        (
+            exc.OperationalError("x", {}, _Orig("server closed the connection\nmore")),
+            CatalogUnavailable,
+        ),
         (exc.InterfaceError("x", {}, _Orig("connection already closed")), CatalogUnavailable),
         (exc.TimeoutError("QueuePool limit reached"), CatalogUnavailable),
         (exc.DataError("x", {}, _Orig("value too long")), CatalogError),
