@@ -14,6 +14,7 @@ Run as root (it switches to the test user): make bench-dump
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -67,18 +68,25 @@ def kill_tree(root: int) -> None:
     """Kill a tree and wait until its pids are free (init reaps orphans a little late)."""
     pids = tree(root)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     os.waitpid(root, 0)
     wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in pids))
 
 
 def as_user(user: pwd.struct_passwd, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--",
-         *argv], stdin=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+        [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--init-groups",
+            "--",
+            *argv,
+        ],
+        stdin=subprocess.DEVNULL,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def du(path: Path) -> int:
@@ -87,10 +95,8 @@ def du(path: Path) -> int:
 
 def drop_caches() -> None:
     subprocess.run(["sync"], check=True)
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-    except OSError:
-        pass
 
 
 def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -> dict[str, float]:
@@ -99,10 +105,21 @@ def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -
     os.chmod(store, 0o1733)
     script = work / "workload.py"
     ready = work / f"ready-{job_id}"
-    env = {"PATH": "/usr/bin:/bin", "SLURM_JOB_ID": str(job_id), "SLURM_RESTART_COUNT": "0",
-           "SLURM_CKPT_PATHS_STORE_ROOT": str(store), "SLURM_CKPT_CONFIG": "/dev/null"}
-    run = as_user(user, [str(LAUNCHER), "/usr/bin/python3", str(script), str(mib), str(ready)],
-                  env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "SLURM_JOB_ID": str(job_id),
+        "SLURM_RESTART_COUNT": "0",
+        "SLURM_CKPT_PATHS_STORE_ROOT": str(store),
+        "SLURM_CKPT_CONFIG": "/dev/null",
+    }
+    run = as_user(
+        user,
+        [str(LAUNCHER), "/usr/bin/python3", str(script), str(mib), str(ready)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(ready.exists)
     jobdir = store / str(job_id)
     result = jobdir / "results" / "000001.json"
@@ -122,8 +139,14 @@ def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -
     report = jobdir / "restarts" / "0001.json"
     env["SLURM_RESTART_COUNT"] = "1"
     t0 = time.monotonic()
-    run = as_user(user, [str(LAUNCHER), "/usr/bin/python3", str(script), str(mib), str(ready)],
-                  env=env, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = as_user(
+        user,
+        [str(LAUNCHER), "/usr/bin/python3", str(script), str(mib), str(ready)],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(report.exists)
     restore = time.monotonic() - t0
     outcome = json.loads(report.read_text())
@@ -133,9 +156,14 @@ def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -
     run.returncode = -9
     size = du(jobdir / "checkpoints" / "000001")
     shutil.rmtree(jobdir, ignore_errors=True)
-    return {"checkpoint": checkpoint, "dump": detail["dump_seconds"],
-            "frozen": detail["freeze_seconds"], "restore": restore,
-            "criu_restore": outcome["restore_seconds"], "bytes": size}
+    return {
+        "checkpoint": checkpoint,
+        "dump": detail["dump_seconds"],
+        "frozen": detail["freeze_seconds"],
+        "restore": restore,
+        "criu_restore": outcome["restore_seconds"],
+        "bytes": size,
+    }
 
 
 def bench_criu(user: pwd.struct_passwd, work: Path, mib: int, tag: int) -> dict[str, float]:
@@ -143,14 +171,29 @@ def bench_criu(user: pwd.struct_passwd, work: Path, mib: int, tag: int) -> dict[
     images.mkdir()
     os.chown(images, user.pw_uid, user.pw_gid)
     ready = work / f"ready-criu-{tag}"
-    workload = as_user(user, ["setsid", "setpriv", "--no-new-privs", "/usr/bin/python3",
-                              str(work / "workload.py"), str(mib), str(ready)],
-                       cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workload = as_user(
+        user,
+        [
+            "setsid",
+            "setpriv",
+            "--no-new-privs",
+            "/usr/bin/python3",
+            str(work / "workload.py"),
+            str(mib),
+            str(ready),
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(ready.exists)
     common = ["--unprivileged", "--manage-cgroups=ignore", "-D", str(images), "-v4"]
     t0 = time.monotonic()
-    dump = as_user(user, [str(CRIU), "dump", "-t", str(workload.pid), "--leave-running",
-                          "-o", "dump.log", *common], cwd=work)
+    dump = as_user(
+        user,
+        [str(CRIU), "dump", "-t", str(workload.pid), "--leave-running", "-o", "dump.log", *common],
+        cwd=work,
+    )
     if dump.wait() != 0:
         raise SystemExit(f"bench: criu dump failed, see {images}/dump.log")
     dumped = time.monotonic() - t0
@@ -171,8 +214,18 @@ def bench_criu(user: pwd.struct_passwd, work: Path, mib: int, tag: int) -> dict[
 def bench_dd(user: pwd.struct_passwd, work: Path, nbytes: int) -> float:
     target = work / "dd.bin"
     t0 = time.monotonic()
-    dd = as_user(user, ["dd", "if=/dev/zero", f"of={target}", "bs=4M",
-                        f"count={max(nbytes >> 22, 1)}", "conv=fsync", "status=none"])
+    dd = as_user(
+        user,
+        [
+            "dd",
+            "if=/dev/zero",
+            f"of={target}",
+            "bs=4M",
+            f"count={max(nbytes >> 22, 1)}",
+            "conv=fsync",
+            "status=none",
+        ],
+    )
     dd.wait()
     elapsed = time.monotonic() - t0
     target.unlink()
@@ -193,8 +246,10 @@ def main() -> None:
     (work / "workload.py").write_text(WORKLOAD)
 
     print(f"kernel {os.uname().release}; images on {work}; median of {args.repeat}\n")
-    print("| workload | image | launcher checkpoint | criu dump | ratio | dd+fsync "
-          "| launcher restore | criu restore | ratio |")
+    print(
+        "| workload | image | launcher checkpoint | criu dump | ratio | dd+fsync "
+        "| launcher restore | criu restore | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for mib in (int(s) for s in args.sizes.split(",")):
         runs_l, runs_c, runs_d = [], [], []
@@ -208,12 +263,16 @@ def main() -> None:
 
         lc, cd = med(runs_l, "checkpoint"), med(runs_c, "dump")
         lr, cr = med(runs_l, "restore"), med(runs_c, "restore")
-        print(f"| {mib} MiB | {med(runs_l, 'bytes') / 2**20:.0f} MiB | {lc:.2f} s | {cd:.2f} s "
-              f"| {lc / cd:.2f}x | {statistics.median(runs_d):.2f} s | {lr:.2f} s | {cr:.2f} s "
-              f"| {lr / cr:.2f}x |")
-        print(f"<!-- {mib} MiB: launcher dump {med(runs_l, 'dump'):.2f} s, frozen "
-              f"{med(runs_l, 'frozen'):.2f} s, criu restore inside launcher "
-              f"{med(runs_l, 'criu_restore'):.2f} s -->")
+        print(
+            f"| {mib} MiB | {med(runs_l, 'bytes') / 2**20:.0f} MiB | {lc:.2f} s | {cd:.2f} s "
+            f"| {lc / cd:.2f}x | {statistics.median(runs_d):.2f} s | {lr:.2f} s | {cr:.2f} s "
+            f"| {lr / cr:.2f}x |"
+        )
+        print(
+            f"<!-- {mib} MiB: launcher dump {med(runs_l, 'dump'):.2f} s, frozen "
+            f"{med(runs_l, 'frozen'):.2f} s, criu restore inside launcher "
+            f"{med(runs_l, 'criu_restore'):.2f} s -->"
+        )
     shutil.rmtree(work, ignore_errors=True)
 
 

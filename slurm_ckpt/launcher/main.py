@@ -32,12 +32,12 @@ Used as a script's interpreter line: #!/path/to/slurm-ckpt-launch /bin/bash
 Outside a job, or when checkpointing cannot be set up, the script runs unchanged."""
 
 
-def _passthrough(interpreter: str, script_and_args: list[str], reason: str) -> NoReturn:
+def _passthrough(interpreter: list[str], script_and_args: list[str], reason: str) -> NoReturn:
     """Run the script exactly as without us; checkpointing must never fail a job."""
     log.warning("running the script without checkpoints: %s", reason)
     logging.shutdown()
     signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-    os.execv(interpreter, [interpreter, *script_and_args])
+    os.execv(interpreter[0], [*interpreter, *script_and_args])
 
 
 def _log_to(path: Path | None) -> None:
@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     if len(args) < 2:
         print(f"slurm-ckpt-launch: no script given\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    interpreter, script, rest = args[0], args[1], args[2:]
+    # The kernel passes "#!/launcher /bin/bash -l" as ONE argument "/bin/bash -l".
+    interpreter = args[0].split(maxsplit=1)
+    script, rest = args[1], args[2:]
     _log_to(None)
 
     from slurm_ckpt.launcher import session as session_mod
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     sys.exit(code)
 
 
-def _set_up(interpreter: str, script: Path, args: list[str]) -> "Session":
+def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     from slurm_ckpt.config import get_settings
     from slurm_ckpt.dump.registry import get_dumper
     from slurm_ckpt.launcher.session import Job, Session
@@ -114,16 +116,29 @@ def _set_up(interpreter: str, script: Path, args: list[str]) -> "Session":
         binary=settings.criu.binary,
         timeout=settings.launcher.dump_timeout,
     )
-    caps = dumper.capabilities()
-    if not caps.available:
-        raise ValueError(f"{dumper.name} is unusable: {caps.reason}")
-    log.info(
-        "job %d (restart %d): %s %s %s; %s %s%s",
-        job_id, restart_count, interpreter, script, " ".join(args), dumper.name, caps.version,
-        "" if caps.incremental else f" ({caps.reason})",
+    session = Session(
+        Job(job_id, restart_count, interpreter, script, args), jobdir, dumper, settings
     )
-    session = Session(Job(job_id, restart_count, interpreter, script, args), jobdir, dumper, settings)
-    session.criu_version = caps.version
+    log.info(
+        "job %d (restart %d): %s %s %s",
+        job_id,
+        restart_count,
+        " ".join(interpreter),
+        script,
+        " ".join(args),
+    )
+    if restart_count == 0:
+        # Probing runs the backend (tens of ms); on a restart the restore itself
+        # is the probe, and the time counts.
+        caps = dumper.capabilities()
+        if not caps.available:
+            raise ValueError(f"{dumper.name} is unusable: {caps.reason}")
+        session.criu_version = caps.version
+        log.info(
+            "%s %s%s", dumper.name, caps.version, "" if caps.incremental else f" ({caps.reason})"
+        )
+    elif not os.access(settings.criu.binary, os.X_OK):
+        raise ValueError(f"{settings.criu.binary} is not executable")
     return session
 
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from slurm_ckpt.config import Settings
 from slurm_ckpt.dump.base import Dumper
@@ -65,7 +66,7 @@ class Job:
 
     job_id: int
     restart_count: int
-    interpreter: str
+    interpreter: list[str]  # the interpreter and its optional argument, from the #! line
     script: Path
     args: list[str]
 
@@ -102,7 +103,7 @@ class Session:
         copy = self.jobdir.script_copy
         write_atomic(copy, self.job.script.read_bytes(), mode=0o700)
         workload = subprocess.Popen(
-            [self.job.interpreter, str(copy), *self.job.args],
+            [*self.job.interpreter, str(copy), *self.job.args],
             start_new_session=True,
             preexec_fn=_child_setup,
             restore_signals=True,  # Python ignores SIGPIPE and SIGXFSZ; the script must not
@@ -111,7 +112,7 @@ class Session:
         self.child = workload.pid
         # Reaped by our own waitpid; Popen must not track it.
         workload.returncode = 0
-        log.info("started %s %s as pid %d", self.job.interpreter, copy, self.child)
+        log.info("started %s %s as pid %d", " ".join(self.job.interpreter), copy, self.child)
 
     def _restore(self) -> RestartReport:
         try:
@@ -132,8 +133,8 @@ class Session:
             outcome = messages.RESTORED if index == 0 else messages.FELL_BACK
             log.info("restored image %d as pid %d (%s)", seq, pid, outcome)
             return self._report(outcome, seq, attempts, time.monotonic() - started)
-        outcome = messages.FAILED if self.settings.launcher.no_image == "fail" else (
-            messages.FRESH_START
+        outcome = (
+            messages.FAILED if self.settings.launcher.no_image == "fail" else (messages.FRESH_START)
         )
         log.warning("no usable image among %s: %s", seqs or "none", outcome)
         return self._report(outcome, None, attempts, 0.0)
@@ -260,19 +261,17 @@ class Session:
     def _dump(self, request: CheckpointRequest) -> CheckpointResult:
         seq = request.seq
         log_file = self.logs / f"dump-{seq:06d}.log"
-        common = {"job_id": self.job.job_id, "seq": seq, "kind": request.kind,
-                  "restart_count": self.job.restart_count}
         staging: Path | None = None
         try:
             if self.jobdir.checkpoint(seq).exists():
                 raise LauncherError(f"checkpoint {seq} exists already")
             staging = writer.begin_checkpoint(self.jobdir, seq)
+            images = staging
             recorded: list[OpenFile] = []
 
             def on_frozen(pids: list[int]) -> None:
-                recorded.extend(
-                    openfiles.record(pids, staging, self.settings.launcher.copy_max_bytes)
-                )
+                copy_max = self.settings.launcher.copy_max_bytes
+                recorded.extend(openfiles.record(pids, images, copy_max))
 
             stats = self.dumper.dump(self.child, staging, log_file=log_file, on_frozen=on_frozen)
             committed = time.monotonic()
@@ -293,24 +292,36 @@ class Session:
             if staging is not None:
                 writer.abort_checkpoint(staging)
             log.error("checkpoint %d failed: %s", seq, exc)
-            return CheckpointResult(**common, ok=False, finished_at=datetime.now(UTC),
-                                    error=str(exc), criu_log=str(log_file))
-        log.info("checkpoint %d taken: %.3fs dump, %.3fs frozen", seq, stats.seconds,
-                 stats.frozen_seconds)
-        return CheckpointResult(
-            **common,
-            ok=True,
-            finished_at=datetime.now(UTC),
+            return self._result(request, False, error=str(exc), criu_log=str(log_file))
+        log.info(
+            "checkpoint %d taken: %.3fs dump, %.3fs frozen",
+            seq,
+            stats.seconds,
+            stats.frozen_seconds,
+        )
+        return self._result(
+            request,
+            True,
             path=str(final.relative_to(self.jobdir.path)),
-            total_bytes=sum(f.size for f in manifest.files),
+            total_bytes=manifest.total_size,
             file_count=len(manifest.files),
             dump_seconds=stats.seconds,
             freeze_seconds=stats.frozen_seconds,
             commit_seconds=time.monotonic() - committed,
         )
 
+    def _result(self, request: CheckpointRequest, ok: bool, **fields: Any) -> CheckpointResult:
+        return CheckpointResult(
+            job_id=self.job.job_id,
+            seq=request.seq,
+            kind=request.kind,
+            ok=ok,
+            finished_at=datetime.now(UTC),
+            restart_count=self.job.restart_count,
+            **fields,
+        )
+
     def _criu_version(self) -> str:
         if not self.criu_version:
             self.criu_version = self.dumper.capabilities().version
         return self.criu_version
-

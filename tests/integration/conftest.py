@@ -30,8 +30,10 @@ def _cluster_script(*args: str, timeout: float = 120) -> proc.Completed:
 @pytest.fixture(scope="session")
 def root() -> None:
     if os.geteuid() != 0:
-        pytest.fail("integration tests run as root (they start Slurm and act as test users): "
-                    "run `make test`")
+        pytest.fail(
+            "integration tests run as root (they start Slurm and act as test users): "
+            "run `make test`"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -47,6 +47,14 @@ def criu_client(binary: str, images: int, log_name: str) -> pycriu.criu.criu:
     return client
 
 
+def counted() -> list[int]:
+    try:
+        with open("counter.txt") as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
 def main() -> None:
     workdir, binary = sys.argv[1], sys.argv[2]
     os.chdir(workdir)
@@ -56,10 +64,13 @@ def main() -> None:
 
     counter = subprocess.Popen(
         ["/usr/bin/python3", "-c", COUNTER],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=no_new_privs,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=no_new_privs,
     )
-    while not os.path.exists("counter.txt") or len(open("counter.txt").readlines()) < 10:
+    while len(counted()) < 10:
         time.sleep(0.02)
 
     dumper = criu_client(binary, images, "dump.log")
@@ -68,7 +79,7 @@ def main() -> None:
     dumper.dump()
     dump_seconds = time.monotonic() - t0
     counter.wait()  # the dump killed it; reap it so its PID is free for the restore
-    lines_at_dump = len(open("counter.txt").readlines())
+    lines_at_dump = len(counted())
 
     restorer = criu_client(binary, images, "restore.log")
     restorer.opts.rst_sibling = True
@@ -77,16 +88,20 @@ def main() -> None:
     restore_seconds = time.monotonic() - t0
     _, status = os.waitpid(restored.pid, 0)
 
-    print(json.dumps({
-        "uid": os.getuid(),
-        "original_pid": counter.pid,
-        "restored_pid": restored.pid,
-        "lines_at_dump": lines_at_dump,
-        "lines": [int(x) for x in open("counter.txt").read().split()],
-        "exit_status": os.waitstatus_to_exitcode(status),
-        "dump_seconds": dump_seconds,
-        "restore_seconds": restore_seconds,
-    }))
+    print(
+        json.dumps(
+            {
+                "uid": os.getuid(),
+                "original_pid": counter.pid,
+                "restored_pid": restored.pid,
+                "lines_at_dump": lines_at_dump,
+                "lines": counted(),
+                "exit_status": os.waitstatus_to_exitcode(status),
+                "dump_seconds": dump_seconds,
+                "restore_seconds": restore_seconds,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

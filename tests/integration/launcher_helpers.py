@@ -4,6 +4,7 @@ mode, SLURM_JOB_ID and SLURM_RESTART_COUNT are in its environment."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -14,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-LAUNCHER = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt")) / "venv/bin/slurm-ckpt-launch"
+LAUNCHER = (
+    Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt")) / "venv/bin/slurm-ckpt-launch"
+)
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -47,10 +50,8 @@ def kill_tree(root: int) -> None:
     pids = tree(root)
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 def count_lines(path: Path) -> int:
@@ -94,9 +95,20 @@ class LauncherRun:
         try:
             # setpriv execs in place (runuser would fork), so signals reach the launcher.
             self.proc = subprocess.Popen(
-                ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
-                 "--", str(LAUNCHER), *command],
-                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=out_fd,
+                [
+                    "setpriv",
+                    f"--reuid={user.pw_uid}",
+                    f"--regid={user.pw_gid}",
+                    "--init-groups",
+                    "--",
+                    str(LAUNCHER),
+                    *command,
+                ],
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_fd,
+                stderr=out_fd,
             )
         finally:
             os.close(out_fd)

@@ -76,7 +76,7 @@ class SlurmTestClient:
     def try_submit(
         self, script: str | None, *, user: str, cwd: Path, args: Sequence[str] = ()
     ) -> proc.Completed:
-        """Run sbatch as `user` (script on stdin unless None) and return the result, failed or not."""
+        """Run sbatch as `user` (script on stdin unless None); return the result, failed or not."""
         return proc.run(
             ["runuser", "-u", user, "--", "sbatch", "--parsable", f"--chdir={cwd}", *args],
             input=script,

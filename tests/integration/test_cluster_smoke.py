@@ -15,9 +15,8 @@ NODES = {"node1", "node2"}
 def test_job_runs_to_completed_as_the_test_user(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
-    script = "#!/bin/bash\necho \"user=$(id -un) node=$SLURMD_NODENAME job=$SLURM_JOB_ID\"\n"
-    job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir,
-                         args=["--output=out-%j.txt"])
+    script = '#!/bin/bash\necho "user=$(id -un) node=$SLURMD_NODENAME job=$SLURM_JOB_ID"\n'
+    job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir, args=["--output=out-%j.txt"])
 
     record = cluster.wait_for(job, {"COMPLETED", "FAILED", "CANCELLED"}, timeout=60)
 
@@ -33,11 +32,15 @@ def test_killed_node_requeues_the_job_on_the_other_node(
 ) -> None:
     script = (
         "#!/bin/bash\n"
-        "echo \"run restart=${SLURM_RESTART_COUNT:-0} node=$SLURMD_NODENAME\"\n"
+        'echo "run restart=${SLURM_RESTART_COUNT:-0} node=$SLURMD_NODENAME"\n'
         "sleep 600\n"
     )
-    job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir,
-                         args=["--requeue", "--open-mode=append", "--output=out-%j.txt"])
+    job = cluster.submit(
+        script,
+        user=test_user.pw_name,
+        cwd=user_dir,
+        args=["--requeue", "--open-mode=append", "--output=out-%j.txt"],
+    )
     first = cluster.wait_for(job, {"RUNNING"}, timeout=60)
     dead = first["NodeList"]
     (other,) = NODES - {dead}
@@ -45,8 +48,9 @@ def test_killed_node_requeues_the_job_on_the_other_node(
         started = time.monotonic()
         cluster.kill_node(dead)
 
-        second = cluster.wait_for(job, {"RUNNING"}, timeout=90,
-                                  where={"Restarts": "1", "NodeList": other})
+        second = cluster.wait_for(
+            job, {"RUNNING"}, timeout=90, where={"Restarts": "1", "NodeList": other}
+        )
         elapsed = time.monotonic() - started
         out = user_dir / f"out-{job}.txt"
         deadline = time.monotonic() + 15

@@ -23,13 +23,26 @@ def test_unprivileged_dump_and_restore_continues_the_counter(
     os.chmod(script, 0o644)
 
     done = proc.run(
-        ["runuser", "-u", test_user.pw_name, "--", sys.executable, str(script),
-         str(user_dir), str(criu_unpriv)],
-        timeout=120, check=False,
+        [
+            "runuser",
+            "-u",
+            test_user.pw_name,
+            "--",
+            sys.executable,
+            str(script),
+            str(user_dir),
+            str(criu_unpriv),
+        ],
+        timeout=120,
+        check=False,
     )
-    logs = "".join(
-        f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in (user_dir / "images").glob("*.log")
-    ) if (user_dir / "images").exists() else ""
+    logs = (
+        "".join(
+            f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in (user_dir / "images").glob("*.log")
+        )
+        if (user_dir / "images").exists()
+        else ""
+    )
     assert done.returncode == 0, f"round trip failed: {done.stderr[-3000:]}{logs}"
     result = json.loads(done.stdout)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm_ckpt.store.verify import write_published_images
 from slurm_ckpt.store.layout import JobDir
+from slurm_ckpt.store.verify import write_published_images
 
 from .launcher_helpers import LauncherRun, count_lines, wait_until
 
@@ -49,8 +49,14 @@ def pipeline(user_dir: Path, exit_code: int = 0) -> list[str]:
     script = user_dir / "pipeline.py"
     shutil.copy(WORKLOADS / "pipeline.py", script)
     os.chmod(script, 0o644)
-    return ["/usr/bin/python3", str(script), str(COUNT), str(DELAY), str(user_dir / "out.txt"),
-            str(exit_code)]
+    return [
+        "/usr/bin/python3",
+        str(script),
+        str(COUNT),
+        str(DELAY),
+        str(user_dir / "out.txt"),
+        str(exit_code),
+    ]
 
 
 def numbers(path: Path) -> list[int]:
@@ -82,7 +88,9 @@ def test_checkpoint_kill_restore_continues_and_passes_the_exit_code(
     assert numbers(user_dir / "stdout.txt") == list(range(1, COUNT + 1))
     report = second.restart_report(1)
     assert report["outcome"] == "restored" and report["seq"] == 1
-    manifest = json.loads((store_root / str(job_id) / "checkpoints/000001/manifest.json").read_text())
+    manifest = json.loads(
+        (store_root / str(job_id) / "checkpoints/000001/manifest.json").read_text()
+    )
     assert manifest["uid"] == test_user.pw_uid
     recorded = {f["path"] for f in manifest["open_files"]}
     assert {str(user_dir / "out.txt"), str(user_dir / "stdout.txt")} <= recorded
@@ -140,8 +148,9 @@ def test_image_with_another_users_credentials_is_refused(
             os.chown(path, test_user.pw_uid, test_user.pw_gid)
         publish(store_root, job_id, [1], test_user)
 
-        second = LauncherRun(test_user, user_dir, store_root, job_id, pipeline(user_dir),
-                             restart_count=1)
+        second = LauncherRun(
+            test_user, user_dir, store_root, job_id, pipeline(user_dir), restart_count=1
+        )
         assert second.wait() == 0, second.log()
     finally:
         shutil.rmtree(bob_dir, ignore_errors=True)
@@ -158,7 +167,7 @@ def test_malformed_request_is_reported_and_the_job_keeps_running(
 ) -> None:
     run = LauncherRun(test_user, user_dir, store_root, job_id, pipeline(user_dir))
     wait_until(lambda: count_lines(user_dir / "out.txt") >= 5, 30, "the workload to start")
-    (run.jobdir / "request.json").write_text('{"job_id": %d, "seq": "../../etc"}' % job_id)
+    (run.jobdir / "request.json").write_text(json.dumps({"job_id": job_id, "seq": "../../etc"}))
     os.kill(run.proc.pid, 10)  # SIGUSR1
 
     rejected = run.jobdir / "results" / "rejected-request.txt"
@@ -177,8 +186,13 @@ def test_tcp_connection_to_outside_fails_the_dump_with_criu_reason_and_job_goes_
     shutil.copy(WORKLOADS / "tcp_holder.py", script)
     out = user_dir / "tcp.txt"
     # PostgreSQL listens on our machines; any server outside the tree will do.
-    run = LauncherRun(test_user, user_dir, store_root, job_id,
-                      ["/usr/bin/python3", str(script), "127.0.0.1", "5432", "3", str(out)])
+    run = LauncherRun(
+        test_user,
+        user_dir,
+        store_root,
+        job_id,
+        ["/usr/bin/python3", str(script), "127.0.0.1", "5432", "3", str(out)],
+    )
     wait_until(lambda: count_lines(out) >= 1, 30, "the connection")
 
     result = run.request_checkpoint(1)

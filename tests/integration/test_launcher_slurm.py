@@ -34,21 +34,32 @@ def store_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def submit(cluster: SlurmTestClient, user: pwd.struct_passwd, cwd: Path, store_root: Path,
-           body: str, *args: str) -> int:
+def submit(
+    cluster: SlurmTestClient,
+    user: pwd.struct_passwd,
+    cwd: Path,
+    store_root: Path,
+    body: str,
+    *args: str,
+) -> int:
     script = f"#!{LAUNCHER} /bin/bash\n{body}"
     return cluster.submit(
-        script, user=user.pw_name, cwd=cwd,
-        args=[f"--export=ALL,SLURM_CKPT_PATHS_STORE_ROOT={store_root},SLURM_CKPT_CONFIG=/dev/null",
-              *args],
+        script,
+        user=user.pw_name,
+        cwd=cwd,
+        args=[
+            f"--export=ALL,SLURM_CKPT_PATHS_STORE_ROOT={store_root},SLURM_CKPT_CONFIG=/dev/null",
+            *args,
+        ],
     )
 
 
 def test_workload_exit_code_becomes_the_jobs(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path, store_root: Path
 ) -> None:
-    job = submit(cluster, test_user, user_dir, store_root, "echo working\nexit 7\n",
-                 "--output=out.txt")
+    job = submit(
+        cluster, test_user, user_dir, store_root, "echo working\nexit 7\n", "--output=out.txt"
+    )
 
     record = cluster.wait_for(job, {"COMPLETED", "FAILED"}, timeout=60)
 
@@ -94,8 +105,9 @@ def test_node_failure_job_resumes_on_the_other_node_with_identical_output(
     try:
         killed_at = time.monotonic()
         cluster.kill_node(dead)
-        cluster.wait_for(job, {"RUNNING", "COMPLETED"}, timeout=120,
-                         where={"Restarts": "1", "NodeList": other})
+        cluster.wait_for(
+            job, {"RUNNING", "COMPLETED"}, timeout=120, where={"Restarts": "1", "NodeList": other}
+        )
         resumed = time.monotonic() - killed_at
         record = cluster.wait_for(job, {"COMPLETED", "FAILED"}, timeout=120)
     finally:
@@ -110,5 +122,7 @@ def test_node_failure_job_resumes_on_the_other_node_with_identical_output(
     assert counter.read_text() == expected
     report = json.loads((jobdir.path / "restarts" / "0001.json").read_text())
     assert report["outcome"] == "restored" and report["seq"] == 1
-    print(f"node killed to job running on {other}: {resumed:.1f}s; "
-          f"checkpoint dump {result['dump_seconds']:.3f}s, frozen {result['freeze_seconds']:.3f}s")
+    print(
+        f"node killed to job running on {other}: {resumed:.1f}s; "
+        f"checkpoint dump {result['dump_seconds']:.3f}s, frozen {result['freeze_seconds']:.3f}s"
+    )
