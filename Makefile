@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench-dump clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -27,7 +27,7 @@ cluster-status:
 # Unit and integration tests in one run; the integration fixtures bring the
 # cluster up through scripts/cluster.sh and down again. The report check fails
 # the run when integration tests were skipped or none ran.
-test: setup
+test: setup lint
 	@mkdir -p build
 	$(PYTEST) -p no:cacheprovider --junitxml=$(REPORT) tests; rc=$$?; \
 	$(PYTHON) scripts/check_test_report.py $(REPORT) --pytest-exit $$rc
@@ -36,12 +36,17 @@ test-unit:
 	$(PYTEST) -p no:cacheprovider -m unit tests/unit
 
 lint:
-	$(VENV)/bin/ruff check slurm_ckpt tests
-	$(VENV)/bin/ruff format --check slurm_ckpt tests
+	$(VENV)/bin/ruff check slurm_ckpt tests scripts
+	$(VENV)/bin/ruff format --check slurm_ckpt tests scripts
 	$(VENV)/bin/mypy
 
 demo: setup
 	scripts/demo.sh
+
+# Checkpoint and restore through the launcher against plain CRIU and dd
+# (numbers in docs/benchmarks.md).
+bench-dump: setup
+	$(PYTHON) scripts/bench_dump.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""The launcher's choice of image on a restart, with the fake dump backend
+(the real one is exercised in tests/integration/test_launcher.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from slurm_ckpt.config import load_settings
+from slurm_ckpt.dump.fake import FAKE_IMAGE, FakeDumper
+from slurm_ckpt.launcher.session import Job, Session
+from slurm_ckpt.store import writer
+from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.verify import write_published_images
+
+FREE_PID = 10_000_000  # above any pid_max: never in use
+
+
+def make_session(tmp_path: Path, dumper: FakeDumper, restart_count: int = 1) -> Session:
+    root = tmp_path / "store"
+    root.mkdir()
+    jobdir = ensure_job_dir(root, 42)
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n")
+    settings = load_settings(env={})
+    return Session(Job(42, restart_count, ["/bin/sh"], script, []), jobdir, dumper, settings)
+
+
+def take(jobdir: JobDir, dumper: FakeDumper, seq: int) -> Path:
+    staging = writer.begin_checkpoint(jobdir, seq)
+    dumper.dump(FREE_PID, staging, log_file=staging / "unused.log")
+    final, _ = writer.commit_checkpoint(
+        jobdir,
+        staging,
+        seq=seq,
+        uid=os.getuid(),
+        gid=os.getgid(),
+        criu_version="fake-1",
+        kernel="test",
+        dump_seconds=0.0,
+        freeze_seconds=0.0,
+    )
+    return final
+
+
+def test_newest_image_is_restored(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    take(session.jobdir, dumper, 1)
+    newest = take(session.jobdir, dumper, 2)
+    write_published_images(session.jobdir, [2, 1])
+
+    report = session._restore()
+
+    assert (report.outcome, report.seq, report.attempts) == ("restored", 2, [])
+    assert dumper.restored == [newest]
+    assert session.child == dumper.restored_pid
+
+
+def test_corrupt_newest_falls_back_and_says_why(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    older = take(session.jobdir, dumper, 1)
+    newest = take(session.jobdir, dumper, 2)
+    image = newest / FAKE_IMAGE
+    data = bytearray(image.read_bytes())
+    data[0] ^= 0x20
+    image.write_bytes(bytes(data))
+    write_published_images(session.jobdir, [2, 1])
+
+    report = session._restore()
+
+    assert (report.outcome, report.seq) == ("fell_back", 1)
+    assert report.attempts[0]["seq"] == 2 and "checksum" in str(report.attempts[0]["error"])
+    assert dumper.restored == [older]
+
+
+def test_no_usable_image_means_fresh_start_by_default(tmp_path: Path) -> None:
+    dumper = FakeDumper(fail_restore="criu says no")
+    session = make_session(tmp_path, dumper)
+    take(session.jobdir, dumper, 1)
+    write_published_images(session.jobdir, [1])
+
+    report = session._restore()
+
+    assert report.outcome == "fresh_start"
+    assert report.attempts == [{"seq": 1, "error": "restore failed: criu says no"}]
+
+
+def test_no_usable_image_fails_when_the_site_says_so(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    session.settings = load_settings(env={"SLURM_CKPT_LAUNCHER_NO_IMAGE": "fail"})
+
+    report = session._restore()
+
+    assert (report.outcome, report.attempts) == ("failed", [])
+
+
+def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    other = JobDir(session.jobdir.root, 43)
+    ensure_job_dir(other.root, 43)
+    take(other, dumper, 1)
+    os.rename(other.checkpoint(1), session.jobdir.checkpoint(1))
+    write_published_images(session.jobdir, [1])
+
+    report = session._restore()
+
+    assert report.outcome == "fresh_start"
+    assert "job 43" in str(report.attempts[0]["error"])
