@@ -100,7 +100,7 @@ def fill(db: Database, jobs: int, per_job: int, rnd: random.Random) -> None:
                     "dump_seconds": rnd.uniform(1, 60),
                     "freeze_seconds": rnd.uniform(0.1, 5),
                     "criu_version": "4.1",
-                    "manifest_sha256": f"{j:032x}{seq:032x}",
+                    "manifest_checksum": f"xxh3_128:{j:016x}{seq:016x}",
                     "error": "criu: dump failed" if state == CheckpointState.FAILED else None,
                     "job_restart_count": 0,
                     "created_at": created,

@@ -74,7 +74,7 @@ class CheckpointRecord:
     dump_seconds: float | None
     freeze_seconds: float | None
     criu_version: str | None
-    manifest_sha256: str | None
+    manifest_checksum: str | None
     error: str | None
     job_restart_count: int
     created_at: datetime
@@ -120,7 +120,7 @@ class DumpResult:
     dump_seconds: float
     freeze_seconds: float
     criu_version: str
-    manifest_sha256: str
+    manifest_checksum: str
 
 
 class Catalog:
@@ -341,7 +341,7 @@ class Catalog:
                 "dump_seconds": result.dump_seconds,
                 "freeze_seconds": result.freeze_seconds,
                 "criu_version": result.criu_version,
-                "manifest_sha256": result.manifest_sha256,
+                "manifest_checksum": result.manifest_checksum,
                 "completed_at": now,
             },
         )

@@ -136,7 +136,8 @@ class Checkpoint(Base):
     dump_seconds: Mapped[float | None] = mapped_column(Float)
     freeze_seconds: Mapped[float | None] = mapped_column(Float)
     criu_version: Mapped[str | None] = mapped_column(String(32))
-    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    # "<algorithm>:<hex>" of the manifest file, so the store may change algorithms.
+    manifest_checksum: Mapped[str | None] = mapped_column(String(160))
     error: Mapped[str | None] = mapped_column(Text)
     job_restart_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -151,7 +152,7 @@ class Checkpoint(Base):
         CheckConstraint("state = 'REQUESTED' OR completed_at IS NOT NULL", name="completed_at_set"),
         # A VALID row without these could not be restored or verified.
         CheckConstraint(
-            "state <> 'VALID' OR (store_path IS NOT NULL AND manifest_sha256 IS NOT NULL "
+            "state <> 'VALID' OR (store_path IS NOT NULL AND manifest_checksum IS NOT NULL "
             "AND total_bytes IS NOT NULL AND file_count IS NOT NULL)",
             name="valid_is_complete",
         ),

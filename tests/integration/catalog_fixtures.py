@@ -65,14 +65,17 @@ class PostgresServer:
         try:
             with self._admin.connect() as conn:
                 conn.execute(text("SELECT 1"))
+            return
         except Exception as err:
-            shown = self.admin_url.render_as_string(hide_password=True)
-            pytest.fail(
-                f"PostgreSQL at {shown} is unreachable ({str(err).splitlines()[0]}): "
-                f"start it (scripts/setup-system.sh) or point ${PG_URL_ENV} at a server "
-                "where this user may create databases",
-                pytrace=False,
-            )
+            reason = str(err).splitlines()[0]
+        # Failed outside the except block, so the report is this one message.
+        shown = self.admin_url.render_as_string(hide_password=True)
+        pytest.fail(
+            f"PostgreSQL at {shown} is unreachable ({reason}): start it "
+            f"(scripts/setup-system.sh) or point ${PG_URL_ENV} at a server where this user "
+            "may create databases",
+            pytrace=False,
+        )
 
     def create_database(self) -> str:
         name = f"slurm_ckpt_test_{uuid.uuid4().hex[:12]}"

@@ -35,7 +35,7 @@ def dump(seq: int = 1, size: int = 1000) -> DumpResult:
         dump_seconds=2.5,
         freeze_seconds=0.4,
         criu_version="4.1",
-        manifest_sha256="a" * 64,
+        manifest_checksum="xxh3_128:" + "a" * 32,
     )
 
 
@@ -276,7 +276,7 @@ def test_mark_valid_records_the_dump(catalog: Catalog) -> None:
         dump_seconds=2.5,
         freeze_seconds=0.4,
         criu_version="4.1",
-        manifest_sha256="a" * 64,
+        manifest_checksum="xxh3_128:" + "a" * 32,
         error=None,
         job_restart_count=0,
         created_at=NOW,

@@ -73,10 +73,13 @@ def test_workload_exit_code_becomes_the_jobs(
 def test_node_failure_job_resumes_on_the_other_node_with_identical_output(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path, store_root: Path
 ) -> None:
+    # The counter file stays open (fd 3), as a program's output files do; a file
+    # reopened for every line could not be rolled back (see README).
     body = (
+        "exec 3>>counter.txt\n"
         f"for i in $(seq 1 {LINES}); do\n"
         '    echo "line $i"\n'
-        '    echo "line $i" >> counter.txt\n'
+        '    echo "line $i" >&3\n'
         "    sleep 0.5\n"
         "done\n"
     )

@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.Column("dump_seconds", sa.Float(), nullable=True),
         sa.Column("freeze_seconds", sa.Float(), nullable=True),
         sa.Column("criu_version", sa.String(length=32), nullable=True),
-        sa.Column("manifest_sha256", sa.String(length=64), nullable=True),
+        sa.Column("manifest_checksum", sa.String(length=160), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("job_restart_count", sa.Integer(), nullable=False),
         sa.Column("created_at", UTC_TIME, nullable=False),
@@ -87,7 +87,7 @@ def upgrade() -> None:
             name=op.f("ck_checkpoints_completed_at_set"),
         ),
         sa.CheckConstraint(
-            "state <> 'VALID' OR (store_path IS NOT NULL AND manifest_sha256 IS NOT NULL "
+            "state <> 'VALID' OR (store_path IS NOT NULL AND manifest_checksum IS NOT NULL "
             "AND total_bytes IS NOT NULL AND file_count IS NOT NULL)",
             name=op.f("ck_checkpoints_valid_is_complete"),
         ),
