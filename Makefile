@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench-dump clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench-dump bench-catalog clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -47,6 +47,10 @@ demo: setup
 # (numbers in docs/benchmarks.md).
 bench-dump: setup
 	$(PYTHON) scripts/bench_dump.py
+
+# The catalog's list-jobs summary and newest-valid lookup on SQLite and PostgreSQL.
+bench-catalog: setup
+	$(PYTHON) scripts/bench_catalog.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

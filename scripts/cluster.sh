@@ -54,6 +54,10 @@ render_config() {
         log "cluster: wrote $CONF"
     fi
     install -d -o slurm -g slurm -m 0755 "$STATE/ctld" "$LOGDIR"
+    # The image store at its default place; on one machine every "node" sees it.
+    # 1733: every user may create their job's folder, nobody may list the others'.
+    install -d -m 0755 /var/lib/slurm-ckpt
+    install -d -m 1733 /var/lib/slurm-ckpt/store
     for n in "${NODES[@]}"; do install -d -m 0755 "$STATE/$n"; done
     touch "$LOGDIR/slurmctld.log" && chown slurm:slurm "$LOGDIR/slurmctld.log"
 }
