@@ -93,10 +93,9 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def drop_caches() -> None:
+def settle() -> None:
+    """Start every timed step with no dirty pages from the previous one."""
     subprocess.run(["sync"], check=True)
-    with contextlib.suppress(OSError):
-        Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
 def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -> dict[str, float]:
@@ -125,6 +124,7 @@ def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -
     result = jobdir / "results" / "000001.json"
     (jobdir / "request.json").write_text(json.dumps({"job_id": job_id, "seq": 1}))
     os.chmod(jobdir / "request.json", 0o644)
+    settle()
     t0 = time.monotonic()
     os.kill(run.pid, signal.SIGUSR1)
     wait_for(result.exists)
@@ -138,6 +138,7 @@ def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -
     os.chmod(jobdir / "images.json", 0o644)
     report = jobdir / "restarts" / "0001.json"
     env["SLURM_RESTART_COUNT"] = "1"
+    settle()
     t0 = time.monotonic()
     run = as_user(
         user,
@@ -188,6 +189,7 @@ def bench_criu(user: pwd.struct_passwd, work: Path, mib: int, tag: int) -> dict[
     )
     wait_for(ready.exists)
     common = ["--unprivileged", "--manage-cgroups=ignore", "-D", str(images), "-v4"]
+    settle()
     t0 = time.monotonic()
     dump = as_user(
         user,
@@ -197,9 +199,12 @@ def bench_criu(user: pwd.struct_passwd, work: Path, mib: int, tag: int) -> dict[
     if dump.wait() != 0:
         raise SystemExit(f"bench: criu dump failed, see {images}/dump.log")
     dumped = time.monotonic() - t0
+    subprocess.run(["sync", "-f", str(images)], check=True)
+    durable = time.monotonic() - t0
     workload.kill()
     workload.wait()
     wait_for(lambda: not os.path.exists(f"/proc/{workload.pid}"))
+    settle()
     t0 = time.monotonic()
     restore = as_user(user, [str(CRIU), "restore", "-d", "-o", "restore.log", *common], cwd=work)
     if restore.wait() != 0:
@@ -208,11 +213,12 @@ def bench_criu(user: pwd.struct_passwd, work: Path, mib: int, tag: int) -> dict[
     os.kill(workload.pid, signal.SIGKILL)
     size = du(images)
     shutil.rmtree(images)
-    return {"dump": dumped, "restore": restored, "bytes": size}
+    return {"dump": dumped, "durable": durable, "restore": restored, "bytes": size}
 
 
 def bench_dd(user: pwd.struct_passwd, work: Path, nbytes: int) -> float:
     target = work / "dd.bin"
+    settle()
     t0 = time.monotonic()
     dd = as_user(
         user,

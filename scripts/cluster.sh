@@ -31,6 +31,8 @@ PLUGSTACK=/etc/slurm/plugstack.conf
 PLUGSTACK_ENTRY=/etc/slurm/plugstack.conf.d/slurm-ckpt.conf
 SUBMIT_LUA=/etc/slurm/job_submit.lua
 SUBMIT_CONF=/etc/slurm/slurm-ckpt-submit.conf
+CKPT_CONF=/etc/slurm-ckpt/config.toml
+SERVICE_PID=$STATE/slurm-ckptd.pid
 
 [ "$(id -u)" -eq 0 ] || die "run as root"
 command -v slurmctld >/dev/null || die "Slurm is not installed: run scripts/setup-system.sh first"
@@ -73,7 +75,7 @@ install_file() {
 # plugstack entry, job_submit.lua (JobSubmitPlugins=lua in slurm.conf) and
 # its settings. Builds and installs the plugins first when their sources changed.
 install_plugins() {
-    "$REPO/scripts/setup-system.sh" plugins
+    "$REPO/scripts/setup-system.sh" plugins runtime
     local f
     for f in "$PLUGSTACK_ENTRY" "$SUBMIT_CONF"; do
         if [ -f "$f" ] && ! grep -q "$MARKER" "$f"; then
@@ -109,6 +111,43 @@ install_plugins() {
     return 0
 }
 
+# slurm-ckpt's own settings (/etc/slurm-ckpt/config.toml) for this cluster.
+install_settings() {
+    if [ -f "$CKPT_CONF" ] && ! grep -q "$MARKER" "$CKPT_CONF"; then
+        die "$CKPT_CONF exists and is not ours; move it away to use the local test cluster"
+    fi
+    local tmp; tmp=$(mktemp)
+    sed -e "s|@MARKER@|$MARKER|" "$REPO/scripts/cluster/slurm-ckpt.toml.in" > "$tmp"
+    install_file "$tmp" "$CKPT_CONF" 0644 || true
+    rm -f "$tmp"
+}
+
+# The service, as on a controller: the catalog migrated, then slurm-ckptd in
+# the background, logging to $LOGDIR/slurm-ckptd.log.
+start_service() {
+    if pid_alive "$SERVICE_PID"; then return; fi
+    "$PREFIX/venv/bin/ckpt-admin" db upgrade >/dev/null \
+        || die "the catalog could not be migrated; see the message above"
+    setsid "$PREFIX/venv/bin/slurm-ckptd" </dev/null >>"$LOGDIR/slurm-ckptd.log" 2>&1 &
+    echo $! > "$SERVICE_PID"
+    wait_for 20 "slurm-ckptd to answer /healthz" "$PREFIX/venv/bin/python" -c \
+        "import urllib.request as u; u.urlopen('http://127.0.0.1:$(service_port)/healthz', timeout=2)" \
+        || die "slurm-ckptd did not become healthy; see $LOGDIR/slurm-ckptd.log"
+    log "cluster: slurm-ckptd started (log: $LOGDIR/slurm-ckptd.log)"
+}
+
+service_port() { awk -F' *= *' '/^metrics_port/ {print $2+0}' "$CKPT_CONF"; }
+
+stop_service() {
+    pid_alive "$SERVICE_PID" || { rm -f "$SERVICE_PID"; return 0; }
+    kill -TERM "$(cat "$SERVICE_PID")"
+    if ! wait_for 20 "slurm-ckptd to stop" sh -c "! kill -0 \$(cat $SERVICE_PID) 2>/dev/null"; then
+        kill -KILL "$(cat "$SERVICE_PID")" 2>/dev/null || true
+    fi
+    rm -f "$SERVICE_PID"
+    log "cluster: slurm-ckptd stopped"
+}
+
 start_munge() {
     if pid_alive "$MUNGE_PID"; then return; fi
     [ -f /etc/munge/munge.key ] || runuser -u munge -- mungekey --create
@@ -119,12 +158,24 @@ start_munge() {
 }
 
 start_ctld() {
+    local fresh=0
     if ! pid_alive "$STATE/slurmctld.pid"; then
         /usr/sbin/slurmctld
+        fresh=1
         log "cluster: slurmctld started"
     fi
     wait_for 30 "slurmctld" sh -c 'scontrol ping | grep -q UP' \
         || die "slurmctld did not come up; see $LOGDIR/slurmctld.log"
+    if [ $fresh -eq 1 ]; then
+        # Jobs saved by an earlier run that was not brought down cleanly would
+        # run again and get in the way of tests: cancel them. (Unlike
+        # `slurmctld -c`, this keeps job ids growing, so none is reused.)
+        local stale; stale=$(squeue -h -o %A | paste -sd' ')
+        if [ -n "$stale" ]; then
+            # shellcheck disable=SC2086
+            scancel $stale && log "cluster: cancelled jobs left from an earlier run: $stale"
+        fi
+    fi
 }
 
 start_node() {
@@ -150,14 +201,17 @@ cmd_up() {
     local t0=$EPOCHREALTIME
     render_config
     install_plugins
+    install_settings
     start_munge
     start_ctld
     for n in "${NODES[@]}"; do start_node "$n"; done
     for n in "${NODES[@]}"; do wait_idle "$n"; done
+    start_service
     log "cluster: up in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s"
 }
 
 cmd_down() {
+    stop_service
     if pid_alive "$STATE/slurmctld.pid"; then
         # scontrol shutdown leaves job processes running: cancel jobs first.
         squeue -h -o %A | xargs -r scancel 2>/dev/null || true
@@ -190,6 +244,7 @@ cmd_status() {
             echo "slurmd $n: stopped"; ok=1
         fi
     done
+    pid_alive "$SERVICE_PID" && echo "slurm-ckptd: running" || { echo "slurm-ckptd: stopped"; ok=1; }
     return $ok
 }
 
@@ -230,6 +285,8 @@ case ${1:-} in
     down) cmd_down ;;
     status) cmd_status ;;
     kill-node) cmd_kill_node "${2:-}" ;;
+    start-service) start_service ;;
+    stop-service) stop_service ;;
     start-node) start_node "${2:?usage: cluster.sh start-node NODE}"; wait_idle "$2" ;;
-    *) die "usage: cluster.sh up|down|status|kill-node NODE|start-node NODE" ;;
+    *) die "usage: cluster.sh up|down|status|kill-node NODE|start-node NODE|start-service|stop-service" ;;
 esac

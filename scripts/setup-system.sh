@@ -171,8 +171,10 @@ step_venv() {
         log "venv: project installed, dependencies unchanged"
     else
         log "venv: installing the project and its dependencies"
-        "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-        "$VENV/bin/pip" install -q -e "$REPO[dev,postgres]"
+        local out; out=$(mktemp)
+        { "$VENV/bin/pip" install -q --upgrade pip && "$VENV/bin/pip" install -q -e "$REPO[dev,postgres]"; } \
+            >"$out" 2>&1 || { tail -n 30 "$out"; rm -f "$out"; die "venv: pip install failed"; }
+        rm -f "$out"
         echo "$want" > "$stamp"
     fi
     # pycriu is not on PyPI: make the copy built with our CRIU importable.

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from slurm_ckpt.errors import ConfigError, IntervalError
 from slurm_ckpt.intervals import ACCEPTED_FORMS, parse_interval
+from slurm_ckpt.slurm import states
 
 DEFAULT_CONFIG_PATH = Path("/etc/slurm-ckpt/config.toml")
 CONFIG_ENV_VAR = "SLURM_CKPT_CONFIG"
@@ -30,6 +31,9 @@ SLURM_ADAPTERS = ("cli", "pyslurm")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DUMPERS = ("criu", "fake")
 NO_IMAGE_POLICIES = ("fresh", "fail")
+# Job states a requeue may be configured for: a cancel or a normal end never is.
+REQUEUE_CAUSES = tuple(sorted(states.FINISHED - {"CANCELLED", "COMPLETED"}))
+DEFAULT_REQUEUE_CAUSES = ("FAILED", "OUT_OF_MEMORY", "NODE_FAIL")
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,12 @@ class SlurmSettings:
     # (transient errors only), retry_delay seconds apart, then reported.
     max_attempts: int
     retry_delay: float  # seconds
+    cluster: str  # the name jobs are recorded under in the catalog
 
 
 @dataclass(frozen=True)
 class CheckpointSettings:
     min_interval: int  # seconds
-    default_restarts_max: int
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,36 @@ class ServiceSettings:
     poll_interval: int  # seconds
     max_concurrent_checkpoints: int
     log_level: str  # one of LOG_LEVELS
+    max_checkpoints_per_store: int  # dumps in flight into one image store
+    checkpoint_deadline: int  # seconds; a request without a result by then is FAILED
+    failure_backoff: int  # seconds after the first failure in a row; doubles per failure
+    failure_backoff_max: int  # seconds; the backoff never grows past this
+    give_up_after: int  # consecutive failures before a job is marked uncheckpointable
+    jitter_fraction: float  # due times spread by up to this share of the interval
+    metrics_port: int  # 0: no metrics endpoint
+    metrics_host: str
+
+
+@dataclass(frozen=True)
+class RequeueSettings:
+    enabled: bool
+    causes: frozenset[str]  # long Slurm job states, among REQUEUE_CAUSES
+    max_restarts: int
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    # A valid image is kept when any rule keeps it; the newest valid one always is.
+    keep_last: int  # the N newest valid images (0: no count rule)
+    keep_within: int | None  # seconds: images completed this recently (None: no age rule)
+    minimum: int  # never fewer valid images than this
+
+
+@dataclass(frozen=True)
+class WalltimeSettings:
+    chaining: bool  # checkpoint before the time limit and requeue, past any partition limit
+    max_chained_runs: int
+    margin: int  # seconds before the time limit the final checkpoint is taken
 
 
 @dataclass(frozen=True)
@@ -82,6 +116,11 @@ class LauncherSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    group: str  # members (and root) may run ckpt-admin's mutating commands and see every job
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings
     criu: CriuSettings
@@ -89,7 +128,11 @@ class Settings:
     slurm: SlurmSettings
     checkpoint: CheckpointSettings
     service: ServiceSettings
+    requeue: RequeueSettings
+    walltime: WalltimeSettings
+    retention: RetentionSettings
     launcher: LauncherSettings
+    admin: AdminSettings
     config_file: Path | None  # the file that was read; None when only defaults and env apply
 
 
@@ -107,6 +150,7 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
     reader = _Reader(data, str(file_path), env)
     settings = _build(reader, file_path if data is not None else None)
     reader.reject_unknown()
+    _check_together(settings)
     return settings
 
 
@@ -137,10 +181,10 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
             command_timeout=r.seconds("slurm", "command_timeout", 30.0),
             max_attempts=r.integer("slurm", "max_attempts", 3, minimum=1),
             retry_delay=r.seconds("slurm", "retry_delay", 2.0),
+            cluster=r.word("slurm", "cluster", "cluster"),
         ),
         checkpoint=CheckpointSettings(
             min_interval=r.interval("checkpoint", "min_interval", "5m"),
-            default_restarts_max=r.integer("checkpoint", "default_restarts_max", 3, minimum=0),
         ),
         service=ServiceSettings(
             poll_interval=r.interval("service", "poll_interval", "5s"),
@@ -148,6 +192,31 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
                 "service", "max_concurrent_checkpoints", 4, minimum=1
             ),
             log_level=r.choice("service", "log_level", "INFO", LOG_LEVELS),
+            max_checkpoints_per_store=r.integer(
+                "service", "max_checkpoints_per_store", 2, minimum=1
+            ),
+            checkpoint_deadline=r.interval("service", "checkpoint_deadline", "10m"),
+            failure_backoff=r.interval("service", "failure_backoff", "5m"),
+            failure_backoff_max=r.interval("service", "failure_backoff_max", "2h"),
+            give_up_after=r.integer("service", "give_up_after", 5, minimum=1),
+            jitter_fraction=r.fraction("service", "jitter_fraction", 0.1),
+            metrics_port=r.integer("service", "metrics_port", 0, minimum=0, maximum=65535),
+            metrics_host=r.host("service", "metrics_host", "127.0.0.1"),
+        ),
+        requeue=RequeueSettings(
+            enabled=r.boolean("requeue", "enabled", True),
+            causes=r.names("requeue", "causes", DEFAULT_REQUEUE_CAUSES, REQUEUE_CAUSES),
+            max_restarts=r.integer("requeue", "max_restarts", 3, minimum=0),
+        ),
+        retention=RetentionSettings(
+            keep_last=r.integer("retention", "keep_last", 3, minimum=0),
+            keep_within=r.optional_interval("retention", "keep_within"),
+            minimum=r.integer("retention", "minimum", 1, minimum=1),
+        ),
+        walltime=WalltimeSettings(
+            chaining=r.boolean("walltime", "chaining", False),
+            max_chained_runs=r.integer("walltime", "max_chained_runs", 5, minimum=0),
+            margin=r.interval("walltime", "margin", "2m"),
         ),
         launcher=LauncherSettings(
             dumper=r.choice("launcher", "dumper", "criu", DUMPERS),
@@ -156,8 +225,20 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
             pid_wait=r.seconds("launcher", "pid_wait", 10.0),
             dump_timeout=r.seconds("launcher", "dump_timeout", 600.0),
         ),
+        admin=AdminSettings(group=r.word("admin", "group", "slurm-ckpt-admin")),
         config_file=config_file,
     )
+
+
+def _check_together(s: Settings) -> None:
+    # Keys that are valid alone but not in combination.
+    if s.service.failure_backoff_max < s.service.failure_backoff:
+        raise ConfigError(
+            f"config: service.failure_backoff_max ({s.service.failure_backoff_max}s) is "
+            f"shorter than service.failure_backoff ({s.service.failure_backoff}s): "
+            "raise the maximum or lower the backoff",
+            key="service.failure_backoff_max",
+        )
 
 
 def _choose_file(path: Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -245,7 +326,9 @@ class _Reader:
             raise self._error(section, key, raw, f"must be one of {', '.join(choices)}")
         return raw.value
 
-    def integer(self, section: str, key: str, default: int, *, minimum: int) -> int:
+    def integer(
+        self, section: str, key: str, default: int, *, minimum: int, maximum: int | None = None
+    ) -> int:
         raw = self._get(section, key)
         if raw is None:
             return default
@@ -255,8 +338,9 @@ class _Reader:
                 value = int(raw.value)
         elif isinstance(raw.value, int) and not isinstance(raw.value, bool):
             value = raw.value
-        if value is None or value < minimum:
-            raise self._error(section, key, raw, f"must be an integer >= {minimum}")
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise self._error(section, key, raw, f"must be an integer {bound}")
         return value
 
     def seconds(self, section: str, key: str, default: float) -> float:
@@ -287,6 +371,77 @@ class _Reader:
         except IntervalError as err:
             detail = f"{err.reason}; " if err.reason else ""
             raise self._error(section, key, raw, f"{detail}use {ACCEPTED_FORMS}") from err
+
+    def fraction(self, section: str, key: str, default: float) -> float:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        value: float | None = None
+        if raw.from_env:
+            if isinstance(raw.value, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw.value):
+                value = float(raw.value)
+        elif isinstance(raw.value, int | float) and not isinstance(raw.value, bool):
+            value = float(raw.value)
+        if value is None or not 0.0 <= value <= 1.0:
+            raise self._error(section, key, raw, "must be a number from 0 to 1")
+        return value
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if isinstance(raw.value, bool):
+            return raw.value
+        if raw.from_env and isinstance(raw.value, str):
+            word = raw.value.lower()
+            if word in _TRUE_WORDS:
+                return True
+            if word in _FALSE_WORDS:
+                return False
+        raise self._error(section, key, raw, "must be true or false")
+
+    def word(self, section: str, key: str, default: str) -> str:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if not isinstance(raw.value, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", raw.value):
+            raise self._error(section, key, raw, "must be 1-64 letters, digits, '.', '_' or '-'")
+        return raw.value
+
+    def optional_interval(self, section: str, key: str) -> int | None:
+        """An interval, or None when the key is not set."""
+        if self._get(section, key) is None:
+            return None
+        return self.interval(section, key, "1s")
+
+    def host(self, section: str, key: str, default: str) -> str:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if not isinstance(raw.value, str) or not re.fullmatch(r"[A-Za-z0-9.:_-]+", raw.value):
+            raise self._error(section, key, raw, "must be a host name or IP address")
+        return raw.value
+
+    def names(
+        self, section: str, key: str, default: tuple[str, ...], choices: tuple[str, ...]
+    ) -> frozenset[str]:
+        """A list of names from `choices`; from the environment, comma-separated."""
+        raw = self._get(section, key)
+        if raw is None:
+            return frozenset(default)
+        items: list[object]
+        if raw.from_env and isinstance(raw.value, str):
+            items = [part.strip() for part in raw.value.split(",") if part.strip()]
+        elif isinstance(raw.value, list):
+            items = list(raw.value)
+        else:
+            raise self._error(section, key, raw, f"must be a list of {', '.join(choices)}")
+        for item in items:
+            if not isinstance(item, str) or item not in choices:
+                raise self._error(
+                    section, key, raw, f"{_show(item)} is not one of {', '.join(choices)}"
+                )
+        return frozenset(str(item) for item in items)
 
     def reject_unknown(self) -> None:
         """Raise ConfigError for the first section or key of the file nobody reads."""
@@ -334,6 +489,10 @@ class _Reader:
             key=f"{section}.{key}",
             source=raw.source,
         )
+
+
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "0"})
 
 
 def _show(value: object) -> str:

@@ -11,18 +11,27 @@ Raises: CatalogError subclasses only (see slurm_ckpt.errors).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, and_, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, Select, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from slurm_ckpt.db.models import Checkpoint, Event, Job
+from slurm_ckpt.db.models import Action, Checkpoint, Event, Job
 from slurm_ckpt.db.retention import RetentionPlan, RetentionPolicy, plan
 from slurm_ckpt.db.session import Database
-from slurm_ckpt.db.states import CheckpointState, EventKind, JobState, check_transition
+from slurm_ckpt.db.states import (
+    ACTION_TRANSITIONS,
+    ActionKind,
+    ActionState,
+    CheckpointState,
+    EventKind,
+    JobState,
+    check_action_transition,
+    check_transition,
+)
 from slurm_ckpt.errors import CatalogConflict, CatalogNotFound
 
 
@@ -100,6 +109,29 @@ class EventRecord:
 
 
 @dataclass(frozen=True)
+class ActionRecord:
+    """An admin request and how far the service got with it."""
+
+    id: int
+    kind: ActionKind
+    cluster: str
+    slurm_job_id: int | None
+    node: str | None
+    # {"checkpoint_first": bool} for requeue, {"reason": str} for drain, {} otherwise
+    options: dict[str, Any]
+    state: ActionState
+    detail: str  # the result, one line: what was done, or why not
+    progress: str  # while RUNNING: where it is ("checkpoint 4 in flight")
+    requested_by: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: Action) -> ActionRecord:
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
 class JobSummary:
     """One line of `ckpt-admin list-jobs`."""
 
@@ -108,6 +140,16 @@ class JobSummary:
     valid_count: int
     valid_bytes: int  # total size of the valid checkpoints
     restart_count: int
+
+
+@dataclass(frozen=True)
+class CheckpointActivity:
+    """A job's latest checkpoint request and latest failure (`ckpt-admin list-jobs`)."""
+
+    last_requested_at: datetime | None  # created_at of the newest checkpoint, in any state
+    last_failed_at: datetime | None  # completed_at of the newest checkpoint that has an error
+    last_failed_seq: int | None
+    last_error: str | None
 
 
 @dataclass(frozen=True)
@@ -168,6 +210,20 @@ class Catalog:
         """The job with catalog id `job_id`; CatalogNotFound if there is none."""
         with self.db.session() as session:
             return JobRecord.of(_job(session, job_id))
+
+    def jobs_for_sync(self, cluster: str, slurm_job_ids: Iterable[int]) -> dict[int, JobRecord]:
+        """The jobs a sync must look at, by Slurm job id, in one query: those Slurm
+        listed and every job still open (pending, running or requeued) in the catalog."""
+        open_states = [JobState.PENDING, JobState.RUNNING, JobState.REQUEUED]
+        ids = list(slurm_job_ids)
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(Job).where(
+                    Job.cluster == cluster,
+                    or_(Job.slurm_job_id.in_(ids), Job.state.in_(open_states)),
+                )
+            )
+            return {row.slurm_job_id: JobRecord.of(row) for row in rows}
 
     def update_job(
         self,
@@ -259,6 +315,47 @@ class Catalog:
                 )
             return summaries
 
+    def checkpoint_activity(
+        self, *, cluster: str | None = None, user_name: str | None = None
+    ) -> dict[int, CheckpointActivity]:
+        """Per catalog job id, in one query: the newest request and the newest failure.
+
+        A failure is any checkpoint with an error, whatever retention made of it
+        since (FAILED, OBSOLETE, DELETED). Jobs without checkpoints are absent.
+        """
+        newest = (
+            select(
+                Checkpoint.job_id,
+                func.max(Checkpoint.created_at).label("last_requested_at"),
+                func.max(case((Checkpoint.error.is_not(None), Checkpoint.seq))).label("failed_seq"),
+            )
+            .group_by(Checkpoint.job_id)
+            .subquery()
+        )
+        failed = aliased(Checkpoint)
+        query = (
+            select(
+                newest.c.job_id,
+                newest.c.last_requested_at,
+                failed.completed_at,
+                failed.seq,
+                failed.error,
+            )
+            .join(Job, Job.id == newest.c.job_id)
+            .outerjoin(
+                failed, and_(failed.job_id == newest.c.job_id, failed.seq == newest.c.failed_seq)
+            )
+        )
+        if cluster is not None:
+            query = query.where(Job.cluster == cluster)
+        if user_name is not None:
+            query = query.where(Job.user_name == user_name)
+        with self.db.session() as session:
+            return {
+                job_id: CheckpointActivity(requested, failed_at, seq, error)
+                for job_id, requested, failed_at, seq, error in session.execute(query)
+            }
+
     # Events
 
     def record_event(
@@ -346,6 +443,40 @@ class Catalog:
             },
         )
 
+    def adopt_checkpoint(
+        self, job_id: int, seq: int, result: DumpResult, now: datetime
+    ) -> CheckpointRecord:
+        """Record as VALID a verified checkpoint the service did not request: the
+        launcher's final one on Slurm's own signal (preemption, time limit).
+
+        Raises CatalogConflict when the job already has checkpoint `seq`.
+        """
+        with self.db.session(write=True) as session:
+            job = _job(session, job_id, lock=True)
+            taken = session.scalar(
+                select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.seq == seq)
+            )
+            if taken is not None:
+                raise CatalogConflict(f"job {job_id} already has checkpoint {seq}")
+            row = Checkpoint(
+                job_id=job_id,
+                seq=seq,
+                state=CheckpointState.VALID,
+                store_path=result.store_path,
+                total_bytes=result.total_bytes,
+                file_count=result.file_count,
+                dump_seconds=result.dump_seconds,
+                freeze_seconds=result.freeze_seconds,
+                criu_version=result.criu_version,
+                manifest_checksum=result.manifest_checksum,
+                job_restart_count=job.restart_count,
+                created_at=now,
+                completed_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return CheckpointRecord.of(row)
+
     def mark_failed(self, checkpoint_id: int, error: str, now: datetime) -> CheckpointRecord:
         """REQUESTED -> FAILED, with the reason."""
         return self._transition(
@@ -425,6 +556,146 @@ class Catalog:
                 .order_by(Checkpoint.created_at, Checkpoint.id)
             )
             return [CheckpointRecord.of(row) for row in rows]
+
+    # Admin actions: ckpt-admin records them, the service claims and carries them out.
+
+    def submit_action(
+        self,
+        kind: ActionKind,
+        *,
+        cluster: str,
+        requested_by: str,
+        now: datetime,
+        slurm_job_id: int | None = None,
+        node: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> ActionRecord:
+        """Record an admin request as PENDING for the cluster's service.
+
+        Raises CatalogConflict when the kind's target is missing (a job for
+        checkpoint and requeue, a node for drain), CatalogError when `options`
+        is not JSON.
+        """
+        with self.db.session(write=True) as session:
+            row = Action(
+                kind=kind,
+                cluster=cluster,
+                slurm_job_id=slurm_job_id,
+                node=node,
+                options=dict(options or {}),
+                state=ActionState.PENDING,
+                detail="",
+                progress="",
+                requested_by=requested_by,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return ActionRecord.of(row)
+
+    def get_action(self, action_id: int) -> ActionRecord:
+        """The action with id `action_id`; CatalogNotFound if there is none."""
+        with self.db.session() as session:
+            return ActionRecord.of(_action(session, action_id))
+
+    def claim_actions(self, cluster: str, now: datetime, limit: int = 20) -> list[ActionRecord]:
+        """Take up to `limit` PENDING actions of `cluster`, oldest first, and make them RUNNING.
+
+        Each action is claimed by exactly one caller: the rows are locked (SKIP
+        LOCKED on PostgreSQL, so a second claimer takes others instead of
+        waiting; SQLite serialises writers) and each move is a compare-and-set.
+        """
+        with self.db.session(write=True) as session:
+            pending = session.scalars(
+                select(Action.id)
+                .where(Action.cluster == cluster, Action.state == ActionState.PENDING)
+                .order_by(Action.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            claimed = [
+                action_id
+                for action_id in pending
+                if _set_action_state(
+                    session,
+                    action_id,
+                    ActionState.PENDING,
+                    {
+                        "state": ActionState.RUNNING,
+                        "updated_at": now,
+                    },
+                )
+            ]
+            rows = session.scalars(select(Action).where(Action.id.in_(claimed)).order_by(Action.id))
+            return [ActionRecord.of(row) for row in rows]
+
+    def update_action(
+        self,
+        action_id: int,
+        now: datetime,
+        *,
+        state: ActionState | None = None,
+        detail: str | None = None,
+        progress: str | None = None,
+    ) -> ActionRecord:
+        """Record progress or the end of an action; None leaves a field as it is.
+
+        Raises CatalogNotFound, IllegalTransition (a move the state machine does not
+        allow, or any change to a DONE or FAILED action), CatalogConflict (another
+        writer changed its state meanwhile).
+        """
+        with self.db.session(write=True) as session:
+            row = _action(session, action_id, lock=True)
+            current = row.state
+            target = state or current
+            values: dict[str, Any] = {"updated_at": now}
+            # A finished action is history too: a stale runner must not rewrite it.
+            if target != current or not ACTION_TRANSITIONS[current]:
+                check_action_transition(current, target, action_id=action_id)
+                values["state"] = target
+            if detail is not None:
+                values["detail"] = detail
+            if progress is not None:
+                values["progress"] = progress
+            if not _set_action_state(session, action_id, current, values):
+                raise CatalogConflict(
+                    f"action {action_id} changed state while it was being updated: "
+                    "another writer got there first"
+                )
+            session.refresh(row)
+            return ActionRecord.of(row)
+
+    def running_actions(self, cluster: str) -> list[ActionRecord]:
+        """The cluster's RUNNING actions, oldest first (what a restarted service finds)."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(Action)
+                .where(Action.cluster == cluster, Action.state == ActionState.RUNNING)
+                .order_by(Action.id)
+            )
+            return [ActionRecord.of(row) for row in rows]
+
+
+def _action(session: Session, action_id: int, *, lock: bool = False) -> Action:
+    query = select(Action).where(Action.id == action_id)
+    row = session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise CatalogNotFound(f"action {action_id} is not in the catalog")
+    return row
+
+
+def _set_action_state(
+    session: Session, action_id: int, current: ActionState, values: dict[str, Any]
+) -> bool:
+    """Compare-and-set: apply `values` only if the action is still `current`."""
+    result = session.execute(
+        update(Action)
+        .where(Action.id == action_id, Action.state == current)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def _valid(job_id: int) -> Select[tuple[Checkpoint]]:

@@ -7,6 +7,7 @@ The schema changes only through db/migrations/.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
+from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, EventKind, JobState
 
 # Stable constraint names, so migrations can name what they alter on every database.
 NAMING_CONVENTION = {
@@ -83,6 +84,28 @@ class EnumText(TypeDecorator[E]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
         return None if value is None else self.enum(value)
+
+
+class JSONText(TypeDecorator[dict[str, Any]]):
+    """A JSON object stored as text: the same on SQLite and PostgreSQL, readable in a dump."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: dict[str, Any] | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise TypeError(f"expected a JSON object, got {type(value).__name__}")
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        loaded = json.loads(value)
+        if not isinstance(loaded, dict):
+            raise TypeError(f"expected a JSON object in the database, got {value!r}")
+        return loaded
 
 
 def _one_of(column: str, enum: type[StrEnum]) -> str:
@@ -184,4 +207,36 @@ class Event(Base):
     __table_args__ = (
         CheckConstraint(_one_of("kind", EventKind), name="kind"),
         Index(None, "job_id", "created_at"),
+    )
+
+
+class Action(Base):
+    """An admin request (checkpoint, requeue, drain, gc) that the service carries out."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[ActionKind] = mapped_column(EnumText(ActionKind))
+    cluster: Mapped[str] = mapped_column(String(64))
+    slurm_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    node: Mapped[str | None] = mapped_column(String(255))
+    options: Mapped[dict[str, Any]] = mapped_column(JSONText)
+    state: Mapped[ActionState] = mapped_column(EnumText(ActionState))
+    detail: Mapped[str] = mapped_column(Text)
+    progress: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ActionKind), name="kind"),
+        CheckConstraint(_one_of("state", ActionState), name="state"),
+        CheckConstraint("slurm_job_id IS NULL OR slurm_job_id > 0", name="slurm_job_id_positive"),
+        # What each kind acts on; the service never has to guess.
+        CheckConstraint(
+            "kind NOT IN ('checkpoint', 'requeue') OR slurm_job_id IS NOT NULL",
+            name="job_actions_name_a_job",
+        ),
+        CheckConstraint("kind <> 'drain' OR node IS NOT NULL", name="drain_names_a_node"),
+        Index(None, "cluster", "state"),
     )

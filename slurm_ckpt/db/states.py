@@ -62,3 +62,41 @@ class EventKind(StrEnum):
     FRESH_START = "fresh_start"
     RESTORE_FAILED = "restore_failed"
     REQUEUE_REFUSED = "requeue_refused"
+
+
+class ActionKind(StrEnum):
+    """An admin request the service carries out (`ckpt-admin checkpoint|requeue|drain|gc`)."""
+
+    CHECKPOINT = "checkpoint"
+    REQUEUE = "requeue"
+    DRAIN = "drain"
+    GC = "gc"
+
+
+class ActionState(StrEnum):
+    PENDING = "PENDING"  # recorded by ckpt-admin, not yet claimed by a service
+    RUNNING = "RUNNING"  # claimed by exactly one service instance
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+# A claimed action runs to an end; an end is final. PENDING -> FAILED lets a
+# request be refused before it runs.
+ACTION_TRANSITIONS: Mapping[ActionState, frozenset[ActionState]] = {
+    ActionState.PENDING: frozenset({ActionState.RUNNING, ActionState.FAILED}),
+    ActionState.RUNNING: frozenset({ActionState.DONE, ActionState.FAILED}),
+    ActionState.DONE: frozenset(),
+    ActionState.FAILED: frozenset(),
+}
+
+
+def check_action_transition(current: ActionState, target: ActionState, *, action_id: int) -> None:
+    """Return if an action may go from `current` to `target`; raise IllegalTransition otherwise."""
+    if target in ACTION_TRANSITIONS[current]:
+        return
+    allowed = ", ".join(sorted(ACTION_TRANSITIONS[current])) or "none, it is final"
+    raise IllegalTransition(
+        f"action {action_id} is {current}: it cannot become {target} (allowed: {allowed})",
+        current=current.value,
+        target=target.value,
+    )

@@ -16,6 +16,7 @@ and nothing runs inside a signal handler:
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -114,12 +115,31 @@ class Session:
         workload.returncode = 0
         log.info("started %s %s as pid %d", " ".join(self.job.interpreter), copy, self.child)
 
-    def _restore(self) -> RestartReport:
+    def _candidates(self) -> list[int]:
+        """Images to try, newest first: the service's published list, preceded by any
+        image this job's launchers committed after the newest listed one (a final
+        checkpoint at a preemption or time limit the service may not have seen yet).
+        Every candidate is fully verified before use, listed or not."""
         try:
             seqs = verify.published_images(self.jobdir)
         except StoreError as exc:
             log.error("cannot read the list of images: %s", exc)
             seqs = []
+        newest = seqs[0] if seqs else 0
+        newer = [
+            seq for seq in self.jobdir.committed_seqs() if seq > newest and self._own_result_ok(seq)
+        ]
+        return sorted(newer, reverse=True) + seqs
+
+    def _own_result_ok(self, seq: int) -> bool:
+        try:
+            result = json.loads(self.jobdir.result_file(seq).read_bytes()[:65536])
+        except (OSError, ValueError):
+            return False
+        return isinstance(result, dict) and result.get("ok") is True and result.get("seq") == seq
+
+    def _restore(self) -> RestartReport:
+        seqs = self._candidates()
         attempts: list[dict[str, object]] = []
         for index, seq in enumerate(seqs):
             try:

@@ -1,23 +1,124 @@
-"""Entry point of `slurm-ckptd`."""
+"""Entry point of `slurm-ckptd`: foreground, logs to stderr (or syslog), SIGTERM stops it."""
 
 from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
 
 import click
 
 from slurm_ckpt import __version__
+from slurm_ckpt.errors import CkptError
+
+log = logging.getLogger("slurm_ckpt.service")
+
+
+def _logging(level: str, syslog: bool) -> None:
+    handler: logging.Handler
+    if syslog:
+        handler = logging.handlers.SysLogHandler(address="/dev/log")
+        handler.setFormatter(
+            logging.Formatter("slurm-ckptd[%(process)d]: %(levelname)s %(message)s")
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # APScheduler logs every run at INFO, Alembic its set-up; their warnings still show.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="Configuration file (default: $SLURM_CKPT_CONFIG or /etc/slurm-ckpt/config.toml).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    help="Overrides service.log_level.",
+)
+@click.option("--syslog", is_flag=True, help="Log to syslog instead of stderr.")
+@click.option("--cluster", help="Cluster name recorded in the catalog (default: slurm.cluster).")
 @click.version_option(__version__, prog_name="slurm-ckptd")
-def cli() -> None:
+def cli(config_file: Path | None, log_level: str | None, syslog: bool, cluster: str | None) -> None:
     """Schedule checkpoints for every job that asked for them, keep the catalog,
-    requeue jobs that failed.
+    requeue jobs that failed. Runs in the foreground until SIGTERM or SIGINT."""
+    from slurm_ckpt.config import get_settings, load_settings
 
-    The service loop is not available in this release; this command only
-    describes itself.
-    """
-    click.echo(click.get_current_context().get_help())
-    raise SystemExit(2)
+    try:
+        settings = load_settings(config_file) if config_file else get_settings()
+    except CkptError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _logging(log_level or settings.service.log_level, syslog)
+    try:
+        service, server = _build(settings, cluster)
+    except CkptError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        service.stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    service.start()
+    if server is not None:
+        server.start()
+    try:
+        while not service.stopped.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        if server is not None:
+            server.stop()
+
+
+def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
+    from slurm_ckpt.db import migrate
+    from slurm_ckpt.db.catalog import Catalog
+    from slurm_ckpt.db.session import open_database, shown_url
+    from slurm_ckpt.service.app import Service
+    from slurm_ckpt.service.metrics import Metrics, MetricsServer
+    from slurm_ckpt.slurm import registry
+
+    url = settings.catalog.url
+    have, want = migrate.current(url), migrate.head()
+    if have != want:
+        raise CkptError(
+            f"catalog {shown_url(url)} is at revision {have or 'none'}, not {want}: "
+            "run `ckpt-admin db upgrade`"
+        )
+    if not settings.paths.store_root.is_dir():
+        raise CkptError(
+            f"store root {settings.paths.store_root} does not exist: create it (mode 1733)"
+        )
+    catalog = Catalog(open_database(url))
+    slurm = registry.create(settings.slurm.adapter, settings.slurm)
+    metrics = Metrics()
+    service = Service(
+        settings, catalog, slurm, cluster=cluster or settings.slurm.cluster, metrics=metrics
+    )
+    server = None
+    if settings.service.metrics_port:
+        server = MetricsServer(
+            metrics,
+            service.health,
+            host=settings.service.metrics_host,
+            port=settings.service.metrics_port,
+        )
+    log.info("catalog %s, Slurm via %s, pid %d", shown_url(url), slurm.name, os.getpid())
+    return service, server
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def _empty_tables(url: str) -> None:
     db = open_database(url)
     try:
         with db.session(write=True) as session:
-            session.execute(text("TRUNCATE events, checkpoints, jobs RESTART IDENTITY"))
+            session.execute(text("TRUNCATE actions, events, checkpoints, jobs RESTART IDENTITY"))
     finally:
         db.dispose()
 

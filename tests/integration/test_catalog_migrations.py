@@ -18,7 +18,7 @@ from slurm_ckpt.db.session import make_engine
 
 from .catalog_fixtures import *  # noqa: F403
 
-TABLES = {"jobs", "checkpoints", "events"}
+TABLES = {"jobs", "checkpoints", "events", "actions"}
 
 
 def schema_diff(url: str, metadata: MetaData = Base.metadata) -> list[object]:

@@ -38,7 +38,8 @@ def test_defaults_when_the_default_file_is_missing(
     assert s.slurm.adapter == "cli"
     assert s.slurm.command_timeout == 30.0
     assert s.checkpoint.min_interval == 300
-    assert s.checkpoint.default_restarts_max == 3
+    assert s.retention.keep_last == 3 and s.retention.keep_within is None
+    assert s.slurm.cluster == "cluster"
     assert s.service.poll_interval == 5
     assert s.service.max_concurrent_checkpoints == 4
     assert s.service.log_level == "INFO"
@@ -69,7 +70,10 @@ def test_file_values(tmp_path: Path) -> None:
 
         [checkpoint]
         min_interval = "1h30m"
-        default_restarts_max = 0
+
+        [retention]
+        keep_last = 0
+        keep_within = "2d"
 
         [service]
         poll_interval = "0:30"
@@ -87,7 +91,7 @@ def test_file_values(tmp_path: Path) -> None:
     assert s.slurm.adapter == "pyslurm"
     assert s.slurm.command_timeout == 12.5
     assert s.checkpoint.min_interval == 5400
-    assert s.checkpoint.default_restarts_max == 0
+    assert (s.retention.keep_last, s.retention.keep_within) == (0, 2 * 86400)
     assert s.service.poll_interval == 30
     assert s.service.max_concurrent_checkpoints == 16
     assert s.service.log_level == "DEBUG"
@@ -256,7 +260,8 @@ def test_count_zero_message(tmp_path: Path) -> None:
         ('[service]\nmax_concurrent_checkpoints = "4"\n', "max_concurrent_checkpoints", "integer"),
         ("[service]\nmax_concurrent_checkpoints = 2.0\n", "max_concurrent_checkpoints", "integer"),
         ("[service]\nmax_concurrent_checkpoints = true\n", "max_concurrent_checkpoints", "integer"),
-        ("[checkpoint]\ndefault_restarts_max = -1\n", "default_restarts_max", "integer >= 0"),
+        ("[retention]\nkeep_last = -1\n", "keep_last", "integer >= 0"),
+        ('[slurm]\ncluster = "a b"\n', "cluster", "letters, digits"),
         ("[slurm]\ncommand_timeout = 0\n", "command_timeout", "seconds > 0"),
         ("[slurm]\ncommand_timeout = -1.5\n", "command_timeout", "seconds > 0"),
         ("[slurm]\ncommand_timeout = nan\n", "command_timeout", "seconds > 0"),
@@ -308,8 +313,8 @@ def test_invalid_env_value(tmp_path: Path, name: str, value: str, problem: str) 
 
 
 def test_env_integer_is_converted(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_CHECKPOINT_DEFAULT_RESTARTS_MAX": "10"})
-    assert s.checkpoint.default_restarts_max == 10
+    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_RETENTION_KEEP_LAST": "10"})
+    assert s.retention.keep_last == 10
 
 
 def test_unrelated_env_vars_are_ignored(tmp_path: Path) -> None:

@@ -110,3 +110,24 @@ def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
 
     assert report.outcome == "fresh_start"
     assert "job 43" in str(report.attempts[0]["error"])
+
+
+def test_a_final_checkpoint_newer_than_the_published_list_is_tried_first(
+    tmp_path: Path,
+) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    take(session.jobdir, dumper, 1)
+    write_published_images(session.jobdir, [1])
+    # The launcher's own final checkpoint at a preemption: committed, result ok,
+    # not yet seen by the service.
+    final = take(session.jobdir, dumper, 2)
+    session.jobdir.results_dir.mkdir(exist_ok=True)
+    session.jobdir.result_file(2).write_text('{"seq": 2, "ok": true}')
+    # A committed folder whose result is missing (a crash before the result) is ignored.
+    take(session.jobdir, dumper, 3)
+
+    report = session._restore()
+
+    assert (report.outcome, report.seq) == ("restored", 2)
+    assert dumper.restored == [final]

@@ -1,0 +1,483 @@
+"""Admin actions: `ckpt-admin` records a request in the catalog, the service carries it out.
+
+Only the service acts on jobs, so an admin's checkpoint never races a periodic
+one and a requeue never races the service's own. Every second the "actions"
+task claims its cluster's PENDING actions (the catalog hands each to exactly
+one service instance) and moves every action it holds one step on; nothing
+here waits for a dump.
+
+- checkpoint JOB: an admin checkpoint of a tracked, running job. When one of the
+  job's checkpoints is already in flight, that one is followed and reported.
+  DONE when it is VALID, FAILED with its reason otherwise.
+- requeue JOB [checkpoint_first]: the checkpoint first when asked (a failed one
+  ends the action: nothing may be lost), then `scontrol requeue`; the launcher
+  restores the newest published image on the next start.
+- drain NODE [reason]: the node is drained first, so no new job lands there,
+  then every checkpointed job whose batch process runs there is checkpointed
+  and requeued. A job whose checkpoint fails stays running on the draining node
+  (never requeued, even when an older image exists: its work since then would
+  be lost); the action ends FAILED and its detail names the job and the reason.
+- gc: retention applied to every tracked job, interrupted deletions finished.
+
+A service that stops leaves its actions RUNNING. The next instance fails them
+("interrupted by a service restart; run the command again") before it claims
+new ones: every action may safely run again (drain and gc are idempotent, a
+second checkpoint is only a newer image) and the last progress is kept in the
+detail, so an admin sees whether a requeue already went through. One service
+instance is active per cluster, so a RUNNING action at start is an orphan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from slurm_ckpt.db.catalog import ActionRecord, CheckpointRecord, JobRecord
+from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, JobState
+from slurm_ckpt.errors import CatalogConflict, CatalogError, CkptError, SlurmError
+from slurm_ckpt.service.checkpoints import Outcome, Sent
+
+if TYPE_CHECKING:
+    from slurm_ckpt.service.app import Service
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+RESTARTED = "interrupted by a service restart; run the command again"
+
+
+class Step(StrEnum):
+    """Where one job's part of an action is."""
+
+    CHECKPOINT = "checkpoint"  # ask for a checkpoint (again, while admission is full)
+    WAIT = "wait"  # a checkpoint is in flight
+    REQUEUE = "requeue"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass
+class Move:
+    """One job's part of an action: a checkpoint, a requeue, or a checkpoint then a requeue."""
+
+    slurm_job_id: int
+    job: JobRecord | None  # None: Slurm runs it but the service does not track it yet
+    checkpoint: bool
+    requeue: bool
+    step: Step
+    checkpoint_id: int | None = None
+    seq: int | None = None
+    detail: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.step in (Step.DONE, Step.FAILED)
+
+
+@dataclass
+class Task:
+    """An action this instance claimed, and how far it got."""
+
+    action: ActionRecord
+    moves: list[Move] | None = None  # None until planned
+    result: tuple[ActionState, str] | None = None  # set when the action ended early
+    head: str = ""  # what preceded the moves ("node1 drained")
+    progress: str = ""  # the progress last written to the catalog
+    watched: set[int] = field(default_factory=set)  # catalog job ids whose outcomes matter
+
+
+class ActionRunner:
+    """Carries out the admin actions of one cluster for a Service."""
+
+    def __init__(self, service: Service, cluster: str) -> None:
+        self.service = service
+        self.catalog = service.catalog
+        self.cluster = cluster
+        self._tasks: dict[int, Task] = {}  # by action id; touched by `run` only
+        self._lock = threading.Lock()
+        # Outcomes of watched jobs' checkpoints, in arrival order, by catalog job id.
+        self._outcomes: dict[int, list[Outcome]] = {}
+        self._recovered = False
+
+    # -- entry points ----------------------------------------------------------
+
+    def on_outcome(self, outcome: Outcome) -> None:
+        """A checkpoint ended (called by the Service from the collecting thread)."""
+        with self._lock:
+            seen = self._outcomes.get(outcome.job.id)
+            if seen is not None:
+                seen.append(outcome)
+
+    def run(self) -> None:
+        """One pass: recover once, claim new actions, advance every held one."""
+        if self.service.stopped.is_set():
+            return  # a stopping service leaves its actions to the next instance
+        now = self.service.clock()
+        try:
+            if not self._recovered:
+                self.recover(now)
+            claimed = self.catalog.claim_actions(self.cluster, now)
+        except CatalogError as exc:
+            log.warning("actions not claimed, catalog unavailable: %s", exc)
+            claimed = []
+        for action in claimed:
+            log.info(
+                "action %d: %s %s requested by %s",
+                action.id,
+                action.kind,
+                _target(action),
+                action.requested_by,
+            )
+            self._tasks[action.id] = Task(action)
+        for task in list(self._tasks.values()):
+            self._advance(task, now)
+
+    def recover(self, now: datetime) -> None:
+        """Fail what a previous instance left RUNNING; raises CatalogError to try again."""
+        for action in self.catalog.running_actions(self.cluster):
+            if action.id in self._tasks:
+                continue
+            got_to = f" (it had got to: {action.progress})" if action.progress else ""
+            try:
+                self.catalog.update_action(
+                    action.id, now, state=ActionState.FAILED, detail=RESTARTED + got_to
+                )
+            except CatalogConflict as exc:
+                log.info("action %d: left as it is: %s", action.id, exc)
+                continue
+            log.warning("action %d (%s): %s%s", action.id, action.kind, RESTARTED, got_to)
+        self._recovered = True
+
+    # -- one step of one action ------------------------------------------------
+
+    def _advance(self, task: Task, now: datetime) -> None:
+        action = task.action
+        try:
+            if task.moves is None:
+                self._plan(task, now)
+            for move in task.moves or []:
+                self._step(task, move, now)
+            self._report(task, now)
+        except CatalogError as exc:
+            log.warning("action %d: catalog unavailable, trying again: %s", action.id, exc)
+        except Exception as exc:
+            # A bug must end the action with a reason, not leave it RUNNING for ever.
+            log.exception("action %d: internal error", action.id)
+            task.result = (ActionState.FAILED, f"internal error (see the service log): {exc}")
+            try:
+                self._report(task, now)
+            except CatalogError as again:
+                log.warning("action %d: end not recorded, trying again: %s", action.id, again)
+
+    def _plan(self, task: Task, now: datetime) -> None:
+        """Check the request and decide the moves; an action that cannot run ends here."""
+        action = task.action
+        task.moves = []
+        if action.kind == ActionKind.GC:
+            task.result = self._gc(now)
+            return
+        if action.kind == ActionKind.DRAIN:
+            self._plan_drain(task)
+            return
+        if action.slurm_job_id is None:  # the catalog's CHECK constraint forbids it
+            task.result = (ActionState.FAILED, f"a {action.kind} action must name a job")
+            return
+        job = self.catalog.find_job(self.cluster, action.slurm_job_id)
+        first = action.kind == ActionKind.CHECKPOINT or bool(action.options.get("checkpoint_first"))
+        refusal = _refusal(action.slurm_job_id, job, needs_running=first)
+        if refusal is not None:
+            task.result = (ActionState.FAILED, refusal)
+            return
+        task.moves = [
+            Move(
+                action.slurm_job_id,
+                job,
+                checkpoint=first,
+                requeue=action.kind == ActionKind.REQUEUE,
+                step=Step.CHECKPOINT if first else Step.REQUEUE,
+            )
+        ]
+        self._watch(task)
+
+    def _plan_drain(self, task: Task) -> None:
+        action = task.action
+        node = str(action.node)
+        reason = str(
+            action.options.get("reason") or f"drained by {action.requested_by} (ckpt-admin)"
+        )
+        slurm = self.service.slurm
+        try:
+            # First, so no new job lands there while the running ones are moved.
+            slurm.drain_node(node, reason)
+        except SlurmError as exc:
+            task.result = (ActionState.FAILED, f"{node} not drained: {exc}")
+            return
+        task.head = f"{node} drained"
+        try:
+            running = [j for j in slurm.list_checkpointed_jobs() if j.is_running]
+        except SlurmError as exc:
+            task.result = (
+                ActionState.FAILED,
+                f"{node} drained, but its jobs could not be listed: {exc}; run the command again",
+            )
+            return
+        ids = sorted(j.job_id for j in running if j.batch_host == node)
+        known = self.catalog.jobs_for_sync(self.cluster, ids)
+        task.moves = []
+        for slurm_job_id in ids:
+            job = known.get(slurm_job_id)
+            move = Move(slurm_job_id, job, checkpoint=True, requeue=True, step=Step.CHECKPOINT)
+            if job is None:
+                move.step = Step.FAILED
+                move.detail = "not tracked by the service yet (it started moments ago)"
+            task.moves.append(move)
+        self._watch(task)
+        log.info("action %d: %s, %d checkpointed jobs to move", action.id, task.head, len(ids))
+
+    def _step(self, task: Task, move: Move, now: datetime) -> None:
+        # Steps fall through: a checkpoint that ended at once is handled in the same pass.
+        if move.step == Step.CHECKPOINT:
+            self._request(move)
+        if move.step == Step.WAIT:
+            self._wait(move)
+        if move.step == Step.REQUEUE:
+            self._requeue(task, move, now)
+
+    def _request(self, move: Move) -> None:
+        job = _tracked(move)
+        before = self._seen(job.id)
+        sent = self.service.checkpoint_now(job.id, kind="admin")
+        later = self._since(job.id, before)
+        if sent in (Sent.SENT, Sent.IN_FLIGHT):
+            flight = self._in_flight(job)
+            if flight is not None:
+                move.checkpoint_id, move.seq = flight.id, flight.seq
+                move.step = Step.WAIT
+            elif later:
+                self._ended(move, later[-1])  # it ended before we looked
+            # Otherwise it ended unseen, or was never there: ask again next time.
+        elif sent == Sent.FAILED:
+            move.step = Step.FAILED
+            move.detail = (
+                _describe(later[-1]) if later else "checkpoint not requested (see the service log)"
+            )
+        # ADMISSION_FULL (or a back-off): ask again next second.
+
+    def _wait(self, move: Move) -> None:
+        job = _tracked(move)
+        with self._lock:
+            arrived = [o for o in self._outcomes.get(job.id, []) if o.seq == move.seq]
+        if arrived:
+            self._ended(move, arrived[-1])
+            return
+        if any(
+            f.checkpoint.id == move.checkpoint_id for f in self.service.checkpointer.in_flight()
+        ):
+            return
+        if move.checkpoint_id is None:
+            return
+        # Not ours, or it ended without telling us: the catalog row says how it went.
+        row = self.catalog.get_checkpoint(move.checkpoint_id)
+        if row.state != CheckpointState.REQUESTED:
+            self._ended(move, _outcome_of(job, row))
+
+    def _ended(self, move: Move, outcome: Outcome) -> None:
+        move.seq = outcome.seq
+        move.detail = _describe(outcome)
+        if not outcome.valid:
+            move.step = Step.FAILED
+        else:
+            move.step = Step.REQUEUE if move.requeue else Step.DONE
+
+    def _requeue(self, task: Task, move: Move, now: datetime) -> None:
+        action, job = task.action, _tracked(move)
+        if not move.checkpoint:
+            newest = self.catalog.newest_valid(job.id)
+            move.detail = "no new checkpoint; " + (
+                f"it resumes from checkpoint {newest.seq}"
+                if newest
+                else "no valid image: it starts again"
+            )
+        try:
+            self.service.slurm.requeue(job.slurm_job_id)
+        except SlurmError as exc:
+            move.step = Step.FAILED
+            move.detail = _join(move.detail, f"requeue failed: {exc}")
+            return
+        move.step = Step.DONE
+        move.detail = _join(move.detail, "requeued")
+        via = (
+            "ckpt-admin" if action.kind == ActionKind.REQUEUE else f"ckpt-admin drain {action.node}"
+        )
+        try:
+            self.catalog.record_requeue(job.id, f"requeued by {action.requested_by} ({via})", now)
+        except CatalogError as exc:
+            # Done in Slurm: the next sync records it as a requeue by Slurm.
+            log.warning("job %d: requeue not recorded: %s", job.slurm_job_id, exc)
+        log.info("action %d: job %d requeued", action.id, job.slurm_job_id)
+
+    # -- reporting ---------------------------------------------------------------
+
+    def _report(self, task: Task, now: datetime) -> None:
+        """Write progress when it changed; write the end and drop the task when it ended."""
+        action = task.action
+        ended = task.result or self._result(task)
+        if ended is None:
+            progress = self._progress(task)
+            if progress != task.progress:
+                self.catalog.update_action(action.id, now, progress=progress)
+                task.progress = progress
+            return
+        state, detail = ended
+        try:
+            self.catalog.update_action(action.id, now, state=state, detail=detail, progress="")
+        except CatalogConflict as exc:
+            log.warning("action %d: end not recorded: %s", action.id, exc)
+        log.info("action %d: %s: %s", action.id, state, detail)
+        del self._tasks[action.id]
+        self._unwatch()
+
+    def _result(self, task: Task) -> tuple[ActionState, str] | None:
+        moves = task.moves or []
+        if not all(m.finished for m in moves):
+            return None
+        failed = [m for m in moves if m.step == Step.FAILED]
+        state = ActionState.FAILED if failed else ActionState.DONE
+        if task.action.kind != ActionKind.DRAIN:
+            return state, moves[0].detail
+        if not moves:
+            return state, f"{task.head}; no checkpointed job was running there"
+        moved = [m for m in moves if m.step == Step.DONE]
+        parts = [f"{task.head}; {len(moved)} of {len(moves)} jobs moved"]
+        if moved:
+            parts.append("moved: " + ", ".join(f"{m.slurm_job_id} ({m.detail})" for m in moved))
+        if failed:
+            parts.append(
+                "left running there: " + ", ".join(f"{m.slurm_job_id} ({m.detail})" for m in failed)
+            )
+        return state, "; ".join(parts)
+
+    def _progress(self, task: Task) -> str:
+        moves = task.moves or []
+        if task.action.kind == ActionKind.DRAIN:
+            done = sum(m.step == Step.DONE for m in moves)
+            return f"{done} of {len(moves)} jobs moved"
+        (move,) = moves
+        if move.step == Step.WAIT:
+            return f"checkpoint {move.seq} in flight"
+        if move.step == Step.CHECKPOINT:
+            return "waiting for a free checkpoint slot"
+        return "requeueing"
+
+    # -- gc ------------------------------------------------------------------------
+
+    def _gc(self, now: datetime) -> tuple[ActionState, str]:
+        checkpointer = self.service.checkpointer
+        jobs = [s.job for s in self.catalog.job_summaries(cluster=self.cluster)]
+        images = size = 0
+        failures = []
+        for job in jobs:
+            before = {
+                c.id for c in self.catalog.checkpoints(job.id) if c.state != CheckpointState.DELETED
+            }
+            if not before:
+                continue
+            try:
+                checkpointer.apply_retention(job, now)
+                checkpointer.delete_obsolete(job)
+            except CatalogError:
+                raise  # the whole pass runs again: both steps pick up where they stopped
+            except (CkptError, OSError) as exc:
+                failures.append(f"job {job.slurm_job_id}: {exc}")
+            for c in self.catalog.checkpoints(job.id, states=[CheckpointState.DELETED]):
+                if c.id in before:
+                    images += 1
+                    size += c.total_bytes or 0
+        detail = f"deleted {images} images, {size / MIB:.1f} MiB ({len(jobs)} jobs looked at)"
+        if failures:
+            return ActionState.FAILED, f"{detail}; not done: {'; '.join(failures)}"
+        return ActionState.DONE, detail
+
+    # -- checkpoint outcomes -------------------------------------------------------
+
+    def _watch(self, task: Task) -> None:
+        task.watched = {m.job.id for m in task.moves or [] if m.job is not None}
+        with self._lock:
+            for job_id in task.watched:
+                self._outcomes.setdefault(job_id, [])
+
+    def _unwatch(self) -> None:
+        still = {job_id for task in self._tasks.values() for job_id in task.watched}
+        with self._lock:
+            for job_id in set(self._outcomes) - still:
+                del self._outcomes[job_id]
+
+    def _seen(self, job_id: int) -> int:
+        with self._lock:
+            return len(self._outcomes.get(job_id, []))
+
+    def _since(self, job_id: int, before: int) -> list[Outcome]:
+        with self._lock:
+            return list(self._outcomes.get(job_id, [])[before:])
+
+    def _in_flight(self, job: JobRecord) -> CheckpointRecord | None:
+        """The job's checkpoint in flight: this instance's, or one another instance asked for."""
+        for flight in self.service.checkpointer.in_flight():
+            if flight.job.id == job.id:
+                return flight.checkpoint
+        requested = self.catalog.checkpoints(job.id, states=[CheckpointState.REQUESTED])
+        return requested[0] if requested else None
+
+
+def _tracked(move: Move) -> JobRecord:
+    if move.job is None:
+        raise ValueError(f"job {move.slurm_job_id} is not tracked")
+    return move.job
+
+
+def _refusal(slurm_job_id: int, job: JobRecord | None, *, needs_running: bool) -> str | None:
+    if job is None:
+        return (
+            f"job {slurm_job_id} is not tracked by slurm-ckpt: it was not submitted "
+            "with --checkpoint, or the service has not seen it yet"
+        )
+    if needs_running and job.state != JobState.RUNNING:
+        return f"job {slurm_job_id} is {job.state}, not running: nothing to checkpoint"
+    return None
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.valid:
+        return (
+            f"checkpoint {outcome.seq} VALID, {outcome.total_bytes / MIB:.1f} MiB, "
+            f"dump {outcome.dump_seconds:.2f} s"
+        )
+    return f"checkpoint {outcome.seq} FAILED: {outcome.detail}"
+
+
+def _outcome_of(job: JobRecord, row: CheckpointRecord) -> Outcome:
+    # Only a VALID checkpoint has a manifest checksum; retention may have moved it on since.
+    return Outcome(
+        job=job,
+        seq=row.seq,
+        valid=row.manifest_checksum is not None,
+        detail=row.error or f"checkpoint {row.seq} is {row.state}",
+        total_bytes=row.total_bytes or 0,
+        dump_seconds=row.dump_seconds or 0.0,
+        freeze_seconds=row.freeze_seconds or 0.0,
+        kind="admin",
+    )
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}; {second}" if first else second
+
+
+def _target(action: ActionRecord) -> str:
+    if action.slurm_job_id is not None:
+        return f"job {action.slurm_job_id}"
+    return f"node {action.node}" if action.node else "all jobs"

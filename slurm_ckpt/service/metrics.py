@@ -1,0 +1,257 @@
+"""Prometheus metrics of slurm-ckptd and the small HTTP server that exposes them.
+
+`Metrics` keeps its own registry rather than prometheus_client's global one,
+so several instances (tests, a stand-by service) never clash over names.
+`MetricsServer` serves `GET /metrics` and `GET /healthz` from a daemon thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from slurm_ckpt.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("valid", "failed")
+
+# Dumps and freezes of large jobs take minutes; a poll of Slurm and the catalog seconds.
+_DUMP_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+_SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_DELAY_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+class Metrics:
+    """Every metric the service exports, in one dedicated registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.checkpoints = Counter(
+            "slurm_ckpt_checkpoints_total",
+            "Checkpoints finished, by outcome (valid or failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.checkpoint_bytes = Counter(
+            "slurm_ckpt_checkpoint_bytes_total",
+            "Bytes written in valid checkpoint images.",
+            registry=r,
+        )
+        self.restarts = Counter(
+            "slurm_ckpt_restarts_total",
+            "Job restarts reported by the launcher, by cause.",
+            ["cause"],
+            registry=r,
+        )
+        self.requeues = Counter(
+            "slurm_ckpt_requeues_total",
+            "Jobs the service requeued, by cause.",
+            ["cause"],
+            registry=r,
+        )
+        self.dump_seconds = Histogram(
+            "slurm_ckpt_dump_seconds",
+            "Time one dump took, from the launcher's result.",
+            buckets=_DUMP_BUCKETS,
+            registry=r,
+        )
+        self.freeze_seconds = Histogram(
+            "slurm_ckpt_freeze_seconds",
+            "Time the workload was frozen during one dump.",
+            buckets=_DUMP_BUCKETS,
+            registry=r,
+        )
+        self.sync_seconds = Histogram(
+            "slurm_ckpt_sync_seconds",
+            "Time one sync of Slurm's jobs with the catalog took.",
+            buckets=_SYNC_BUCKETS,
+            registry=r,
+        )
+        self.schedule_delay_seconds = Histogram(
+            "slurm_ckpt_schedule_delay_seconds",
+            "How late a checkpoint request went out after its due time.",
+            buckets=_DELAY_BUCKETS,
+            registry=r,
+        )
+        self.jobs_tracked = Gauge(
+            "slurm_ckpt_jobs_tracked", "Checkpointed jobs the service tracks.", registry=r
+        )
+        self.checkpoints_in_flight = Gauge(
+            "slurm_ckpt_checkpoints_in_flight",
+            "Checkpoint requests sent and not answered yet.",
+            registry=r,
+        )
+        self.catalog_up = Gauge(
+            "slurm_ckpt_catalog_up", "1 when the last catalog access worked.", registry=r
+        )
+        self.slurm_up = Gauge(
+            "slurm_ckpt_slurm_up", "1 when the last Slurm query worked.", registry=r
+        )
+        # Known label values show up as 0 before the first event, so rate() works at once.
+        for outcome in OUTCOMES:
+            self.checkpoints.labels(outcome=outcome)
+
+    def record_checkpoint(
+        self,
+        outcome: str,
+        *,
+        size_bytes: int | None = None,
+        dump_seconds: float | None = None,
+        freeze_seconds: float | None = None,
+    ) -> None:
+        """Count one finished checkpoint and observe what its result reported."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        self.checkpoints.labels(outcome=outcome).inc()
+        if size_bytes is not None:
+            self.checkpoint_bytes.inc(size_bytes)
+        if dump_seconds is not None:
+            self.dump_seconds.observe(dump_seconds)
+        if freeze_seconds is not None:
+            self.freeze_seconds.observe(freeze_seconds)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus' text exposition format."""
+        return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the service reports on /healthz."""
+
+    healthy: bool
+    last_sync_age_seconds: float | None  # None before the first sync
+    detail: str = ""  # one line saying what is wrong, when unhealthy
+
+
+HealthCheck = Callable[[], Health]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
+        self.metrics = metrics
+        self.health = health
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "slurm-ckptd"
+
+    def do_GET(self) -> None:
+        server = cast(_Server, self.server)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._reply(200, CONTENT_TYPE_LATEST, server.metrics.render())
+        elif path == "/healthz":
+            status, body = _health_reply(server.health)
+            self._reply(status, "application/json", body)
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Scrapes every few seconds would flood stderr; keep them at debug level.
+        log.debug("metrics http %s: " + format, self.address_string(), *args)
+
+
+def _health_reply(check: HealthCheck) -> tuple[int, bytes]:
+    try:
+        health = check()
+    except Exception as err:  # a failing check must answer 503, not drop the connection
+        log.warning("health check failed: %s", err)
+        health = Health(healthy=False, last_sync_age_seconds=None, detail=f"check failed: {err}")
+    body: dict[str, object] = {
+        "status": "ok" if health.healthy else "unhealthy",
+        "last_sync_age_seconds": health.last_sync_age_seconds,
+    }
+    if health.detail:
+        body["detail"] = health.detail
+    return (200 if health.healthy else 503), json.dumps(body).encode("utf-8") + b"\n"
+
+
+class MetricsServer:
+    """HTTP server for /metrics and /healthz in a daemon thread."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: HealthCheck,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {port}")
+        self._metrics = metrics
+        self._health = health
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind and serve; raises ServiceError when the address cannot be used."""
+        if self._server is not None:
+            raise ServiceError("metrics server is already running")
+        try:
+            server = _Server((self._host, self._port), self._metrics, self._health)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise ServiceError(
+                f"metrics server cannot listen on {self._host}:{self._port}: {reason}"
+            ) from err
+        thread = threading.Thread(
+            target=server.serve_forever, name="slurm-ckptd-metrics", daemon=True
+        )
+        thread.start()
+        self._server, self._thread = server, thread
+        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; stopping a stopped server does nothing."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        self._server = self._thread = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one the kernel chose for port 0), else the configured one."""
+        if self._server is None:
+            return self._port
+        return int(self._server.server_address[1])
+
+    def __enter__(self) -> MetricsServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

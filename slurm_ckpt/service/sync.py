@@ -1,0 +1,233 @@
+"""The sync task: one Slurm query for every checkpointed job, folded into the catalog.
+
+Each pass tracks new jobs, follows state changes, records every requeue (by
+Slurm or by us) with the outcome the launcher reported for that restart, asks
+for requeues of jobs that ended badly, and tells the scheduler which jobs run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from slurm_ckpt.db.catalog import Catalog, JobRecord, NewJob
+from slurm_ckpt.db.states import EventKind, JobState
+from slurm_ckpt.errors import CkptError, SlurmError
+from slurm_ckpt.service.policy import RequeuePolicy, WalltimeChaining
+from slurm_ckpt.slurm import states
+from slurm_ckpt.slurm.base import JobInfo, SlurmAdapter
+from slurm_ckpt.store.layout import JobDir
+
+log = logging.getLogger(__name__)
+
+# States in which a job may still run (again).
+OPEN = frozenset({JobState.PENDING, JobState.RUNNING, JobState.REQUEUED})
+
+# The launcher's report of a restart -> the event recorded for it.
+OUTCOME_EVENTS = {
+    "restored": EventKind.RESTORED,
+    "fell_back": EventKind.FELL_BACK,
+    "fresh_start": EventKind.FRESH_START,
+    "failed": EventKind.RESTORE_FAILED,
+}
+
+
+def job_state(slurm_state: str) -> JobState:
+    """Slurm's long state name -> the catalog's coarser one."""
+    if slurm_state in states.RUNNING or slurm_state in states.TRANSITIONAL:
+        return JobState.RUNNING
+    if slurm_state == "REQUEUED" or slurm_state.startswith("REQUEUE"):
+        return JobState.REQUEUED
+    if slurm_state in states.PENDING:
+        return JobState.PENDING
+    if slurm_state == "COMPLETED":
+        return JobState.COMPLETED
+    if slurm_state == "CANCELLED":
+        return JobState.CANCELLED
+    return JobState.FAILED
+
+
+@dataclass
+class SyncResult:
+    running: dict[int, tuple[JobRecord, JobInfo]] = field(default_factory=dict)  # by catalog id
+    tracked: int = 0
+    requeued: int = 0
+    walltime_due: list[tuple[JobRecord, JobInfo]] = field(default_factory=list)
+
+
+class Syncer:
+    def __init__(
+        self,
+        catalog: Catalog,
+        slurm: SlurmAdapter,
+        store_root: Path,
+        cluster: str,
+        *,
+        requeue: RequeuePolicy | None,
+        walltime: WalltimeChaining,
+        on_requeue: Callable[[str], None] = lambda cause: None,
+        on_interrupted: Callable[[JobRecord, datetime], object] = lambda job, now: None,
+    ) -> None:
+        self.catalog = catalog
+        self.slurm = slurm
+        self.store_root = store_root
+        self.cluster = cluster
+        self.requeue_policy = requeue
+        self.walltime = walltime
+        self.on_requeue = on_requeue
+        # Called when a job stopped running or was requeued: the moment its launcher
+        # may have taken a final checkpoint of its own.
+        self.on_interrupted = on_interrupted
+        # Restart reports already turned into events: (catalog job id, restart count).
+        self._reported: set[tuple[int, int]] = set()
+        # Jobs whose time limit was reached by chaining: catalog job id -> chained runs.
+        self.chained: dict[int, int] = {}
+
+    def run(self, now: datetime) -> SyncResult:
+        jobs = self.slurm.list_checkpointed_jobs()
+        known = self.catalog.jobs_for_sync(self.cluster, (j.job_id for j in jobs))
+        self._track_new([j for j in jobs if j.job_id not in known], known, now)
+        result = SyncResult(tracked=len(jobs))
+        for info in jobs:
+            record = known.pop(info.job_id, None)
+            before = record.state if record is not None else None
+            restarts_before = record.restart_count if record is not None else 0
+            try:
+                record = self._fold(record, info, now)
+                if record.restart_count > restarts_before or (
+                    before == JobState.RUNNING and record.state != JobState.RUNNING
+                ):
+                    self.on_interrupted(record, now)
+            except CkptError as exc:
+                log.error("job %d: sync failed: %s", info.job_id, exc)
+                continue
+            if info.is_running and info.batch_host:
+                result.running[record.id] = (record, info)
+                chain = self.walltime.due(
+                    running=True,
+                    end_time=info.end_time,
+                    now=now,
+                    chained_runs=self.chained.get(record.id, 0),
+                    opted_out=False,
+                )
+                if chain.act:
+                    result.walltime_due.append((record, info))
+            elif info.is_finished and before in OPEN and self._judge(record, info, now):
+                # Judged once, when the catalog first sees it finished: a restarted
+                # service does not judge (or requeue) a job again.
+                result.requeued += 1
+        for record in known.values():
+            # Slurm no longer lists it (MinJobAge passed while we were away).
+            if record.state in OPEN:
+                self.catalog.update_job(record.id, now, state=JobState.COMPLETED)
+                log.info("job %d: gone from Slurm, closed", record.slurm_job_id)
+        return result
+
+    def _track_new(self, new: list[JobInfo], known: dict[int, JobRecord], now: datetime) -> None:
+        """Start tracking new jobs in one transaction (a thousand may appear at once)."""
+        if not new:
+            return
+        records = self.catalog.track_jobs(
+            [
+                NewJob(
+                    cluster=self.cluster,
+                    slurm_job_id=info.job_id,
+                    user_name=info.user,
+                    uid=info.uid,
+                    interval_seconds=info.interval,
+                    state=job_state(info.state),
+                    batch_host=info.batch_host,
+                )
+                for info in new
+            ],
+            now,
+        )
+        for record in records:
+            known[record.slurm_job_id] = record
+            log.info("job %d: tracking (every %ds)", record.slurm_job_id, record.interval_seconds)
+
+    def _fold(self, record: JobRecord | None, info: JobInfo, now: datetime) -> JobRecord:
+        state = job_state(info.state)
+        if record is None:
+            raise CkptError(f"job {info.job_id} is not tracked")
+        while record.restart_count < info.restarts:
+            # A requeue we did not order (node failure, preemption, an admin).
+            record = self.catalog.record_requeue(
+                record.id, f"requeued by Slurm (restart {record.restart_count + 1})", now
+            )
+            self.on_requeue("slurm")
+        if state != record.state or info.batch_host != record.batch_host:
+            record = self.catalog.update_job(
+                record.id, now, state=state, batch_host=info.batch_host
+            )
+        if record.restart_count > 0:
+            self._record_restart_report(record, now)
+        return record
+
+    def _record_restart_report(self, record: JobRecord, now: datetime) -> None:
+        key = (record.id, record.restart_count)
+        if key in self._reported:
+            return
+        path = JobDir(self.store_root, record.slurm_job_id).path / "restarts"
+        report_file = path / f"{record.restart_count:04d}.json"
+        try:
+            report = json.loads(report_file.read_bytes()[:65536])
+        except FileNotFoundError:
+            return  # the launcher has not started yet
+        except ValueError:
+            report = {"outcome": "failed", "attempts": [], "error": "unreadable report"}
+        self._reported.add(key)
+        if self._already_recorded(record):
+            return
+        outcome = report.get("outcome") if isinstance(report, dict) else None
+        kind = OUTCOME_EVENTS.get(str(outcome), EventKind.RESTORE_FAILED)
+        seq = report.get("seq") if isinstance(report.get("seq"), int) else None
+        failures = "; ".join(
+            f"image {a.get('seq')}: {a.get('error')}"
+            for a in report.get("attempts", [])
+            if isinstance(a, dict)
+        )
+        detail = f"restart {record.restart_count}: {outcome}" + (
+            f" ({failures})" if failures else ""
+        )
+        self.catalog.record_event(record.id, kind, now, detail=detail, checkpoint_seq=seq)
+        log.info("job %d: %s", record.slurm_job_id, detail)
+
+    def _already_recorded(self, record: JobRecord) -> bool:
+        # After a restart of the service: the report may have been recorded before.
+        marker = f"restart {record.restart_count}:"
+        return any(
+            e.detail.startswith(marker) and e.kind in OUTCOME_EVENTS.values()
+            for e in self.catalog.events(record.id, limit=20)
+        )
+
+    def _judge(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
+        """Requeue a job that ended badly, by policy; True when it was requeued."""
+        if self.requeue_policy is None or info.state == "COMPLETED":
+            return False
+        has_image = bool(self.catalog.valid_checkpoints(record.id))
+        decision = self.requeue_policy.decide(info.state, info.restarts, has_image)
+        if not decision.requeue:
+            self.catalog.record_event(
+                record.id, EventKind.REQUEUE_REFUSED, now, detail=f"{info.state}: {decision.reason}"
+            )
+            log.info("job %d: not requeued: %s", info.job_id, decision.reason)
+            return False
+        try:
+            self.slurm.requeue(info.job_id)
+        except SlurmError as exc:
+            self.catalog.record_event(
+                record.id, EventKind.REQUEUE_REFUSED, now, detail=f"scontrol requeue failed: {exc}"
+            )
+            log.error("job %d: requeue failed: %s", info.job_id, exc)
+            return False
+        self.catalog.record_requeue(
+            record.id, f"requeued after {info.state}: {decision.reason}", now
+        )
+        self.on_requeue(info.state.lower())
+        log.info("job %d: requeued after %s", info.job_id, info.state)
+        return True
