@@ -29,7 +29,13 @@ from typing import Any
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, DumpResult, JobRecord
 from slurm_ckpt.db.retention import RetentionPolicy
 from slurm_ckpt.db.states import CheckpointState
-from slurm_ckpt.errors import CatalogConflict, CkptError, StoreError
+from slurm_ckpt.errors import (
+    CatalogConflict,
+    CatalogError,
+    CkptError,
+    IllegalTransition,
+    StoreError,
+)
 from slurm_ckpt.service.policy import Admission, FailureTracker
 from slurm_ckpt.slurm.base import SlurmAdapter
 from slurm_ckpt.store.atomic import write_atomic
@@ -301,27 +307,42 @@ class Checkpointer:
         try:
             if valid and dump is not None:
                 self.catalog.mark_valid(checkpoint.id, dump, now)
-                self.failures.succeeded(job.id)
-                self.publish(job)
-                self.apply_retention(job, now)
-                log.info("job %d: checkpoint %d VALID", job.slurm_job_id, checkpoint.seq)
             else:
                 self.catalog.mark_failed(checkpoint.id, detail, now)
-                state = self.failures.failed(job.id, now)
-                log.warning(
-                    "job %d: checkpoint %d FAILED (%d in a row): %s",
-                    job.slurm_job_id,
-                    checkpoint.seq,
-                    state.count,
-                    detail,
-                )
-                if state.give_up:
-                    self.catalog.mark_uncheckpointable(job.id, detail, now)
-                    log.warning("job %d: marked uncheckpointable: %s", job.slurm_job_id, detail)
-        finally:
-            with self._lock:
-                self._in_flight.pop(checkpoint.id, None)
-            self.admission.release(job.id)
+        except IllegalTransition:
+            # Already completed (by another instance, or before a crash): nothing to add.
+            log.info(
+                "job %d: checkpoint %d was completed elsewhere", job.slurm_job_id, checkpoint.seq
+            )
+        except CatalogError:
+            # The catalog is down: the request stays in flight and the next collect
+            # completes it; nothing is decided without the catalog.
+            raise
+        with self._lock:
+            self._in_flight.pop(checkpoint.id, None)
+        self.admission.release(job.id)
+        if valid:
+            self.failures.succeeded(job.id)
+            log.info("job %d: checkpoint %d VALID", job.slurm_job_id, checkpoint.seq)
+            try:
+                self.publish(job)
+                self.apply_retention(job, now)
+            except (CkptError, OSError) as exc:
+                # Retried after the next success; the newest image is listed either way
+                # once a publish goes through.
+                log.error("job %d: images not published or pruned: %s", job.slurm_job_id, exc)
+        else:
+            state = self.failures.failed(job.id, now)
+            log.warning(
+                "job %d: checkpoint %d FAILED (%d in a row): %s",
+                job.slurm_job_id,
+                checkpoint.seq,
+                state.count,
+                detail,
+            )
+            if state.give_up:
+                self.catalog.mark_uncheckpointable(job.id, detail, now)
+                log.warning("job %d: marked uncheckpointable: %s", job.slurm_job_id, detail)
         outcome = Outcome(
             job=job,
             seq=checkpoint.seq,

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt import proc
+from slurm_ckpt.config import load_settings
+from slurm_ckpt.db.catalog import Catalog
+from slurm_ckpt.db.session import open_database
 
 from .slurm_helpers import REPO, SlurmTestClient
 
@@ -75,3 +78,19 @@ def criu_unpriv(root: None) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run scripts/setup-system.sh criu")
     return path
+
+
+SERVICE_CONFIG = Path("/etc/slurm-ckpt/config.toml")
+
+
+@pytest.fixture(scope="session")
+def service_catalog(cluster: SlurmTestClient) -> Iterator[Catalog]:
+    """The catalog of the cluster's slurm-ckptd (its configuration, written by cluster.sh)."""
+    db = open_database(load_settings(SERVICE_CONFIG).catalog.url)
+    yield Catalog(db)
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def service_store_root(cluster: SlurmTestClient) -> Path:
+    return load_settings(SERVICE_CONFIG).paths.store_root

@@ -9,101 +9,60 @@ import os
 import pwd
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from slurm_ckpt import proc
-from slurm_ckpt.config import load_settings
 from slurm_ckpt.db.catalog import Catalog, JobRecord
-from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import CheckpointState, EventKind
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images, verify_checkpoint
 
 from .launcher_helpers import count_lines, wait_until
-from .slurm_helpers import REPO, SlurmTestClient
-
-CONFIG = Path("/etc/slurm-ckpt/config.toml")
-NODES = {"node1", "node2"}
-LINES = 70
-
-
-@pytest.fixture(scope="module")
-def catalog(cluster: SlurmTestClient) -> Iterator[Catalog]:
-    settings = load_settings(CONFIG)
-    db = open_database(settings.catalog.url)
-    yield Catalog(db)
-    db.dispose()
+from .service_helpers import (
+    NODES,
+    counter_script,
+    expected,
+    service_ctl,
+    tracked,
+    valid_count,
+)
+from .slurm_helpers import SlurmTestClient
 
 
-@pytest.fixture(scope="module")
-def store_root(cluster: SlurmTestClient) -> Path:
-    return load_settings(CONFIG).paths.store_root
-
-
-def counter_script(lines: int = LINES, extra: str = "") -> str:
-    # The counter file stays open, as a program's output files do.
-    return (
-        "#!/bin/bash\n"
-        "#SBATCH --checkpoint=10s\n"
-        f"{extra}"
-        "exec 3>>counter.txt\n"
-        f"for i in $(seq 1 {lines}); do\n"
-        '    echo "line $i"\n'
-        '    echo "line $i" >&3\n'
-        "    sleep 0.5\n"
-        "done\n"
-    )
-
-
-def expected(lines: int = LINES) -> str:
-    return "".join(f"line {i}\n" for i in range(1, lines + 1))
-
-
-def tracked(catalog: Catalog, job_id: int) -> JobRecord:
-    return wait_until(lambda: catalog.find_job("ckptdev", job_id), 30, f"job {job_id} tracked")
-
-
-def valid_count(catalog: Catalog, record: JobRecord) -> int:
-    return len(catalog.valid_checkpoints(record.id))
-
-
-def service_ctl(action: str) -> None:
-    proc.run([str(REPO / "scripts" / "cluster.sh"), action], timeout=60)
+def requested(catalog: Catalog, record: JobRecord) -> bool:
+    return any(c.state == CheckpointState.REQUESTED for c in catalog.checkpoints(record.id))
 
 
 def test_checkpointed_job_gets_valid_checkpoints_on_time(
     cluster: SlurmTestClient,
-    catalog: Catalog,
+    service_catalog: Catalog,
     test_user: pwd.struct_passwd,
     user_dir: Path,
-    store_root: Path,
+    service_store_root: Path,
 ) -> None:
     job = cluster.submit(
         counter_script(lines=60), user=test_user.pw_name, cwd=user_dir, args=["--output=job.out"]
     )
     try:
-        record = tracked(catalog, job)
+        record = tracked(service_catalog, job)
         started = time.monotonic()
-        wait_until(lambda: valid_count(catalog, record) >= 2, 60, "two VALID checkpoints")
+        wait_until(lambda: valid_count(service_catalog, record) >= 2, 60, "two VALID checkpoints")
         took = time.monotonic() - started
     finally:
         cluster.cancel(job)
-    valid = catalog.valid_checkpoints(record.id)
+    valid = service_catalog.valid_checkpoints(record.id)
     for checkpoint in valid:
         assert checkpoint.store_path is not None
         manifest = verify_checkpoint(Path(checkpoint.store_path), read_data=True)
         assert manifest.uid == test_user.pw_uid and manifest.job_id == job
         assert (checkpoint.total_bytes or 0) > 0 and checkpoint.criu_version
-    assert published_images(JobDir(store_root, job)) == [c.seq for c in valid]
+    assert published_images(JobDir(service_store_root, job)) == [c.seq for c in valid]
     print(f"two VALID checkpoints {took:.1f}s after the job was tracked")
 
 
 def test_node_failure_is_survived_with_identical_output(
     cluster: SlurmTestClient,
-    catalog: Catalog,
+    service_catalog: Catalog,
     test_user: pwd.struct_passwd,
     user_dir: Path,
 ) -> None:
@@ -113,8 +72,8 @@ def test_node_failure_is_survived_with_identical_output(
     first = cluster.wait_for(job, {"RUNNING"}, timeout=60)
     dead = first["NodeList"]
     (other,) = NODES - {dead}
-    record = tracked(catalog, job)
-    wait_until(lambda: valid_count(catalog, record) >= 1, 60, "a VALID checkpoint")
+    record = tracked(service_catalog, job)
+    wait_until(lambda: valid_count(service_catalog, record) >= 1, 60, "a VALID checkpoint")
     try:
         cluster.kill_node(dead)
         final = cluster.wait_for(job, {"COMPLETED", "FAILED"}, timeout=180)
@@ -127,25 +86,25 @@ def test_node_failure_is_survived_with_identical_output(
     assert (user_dir / "job.out").read_text() == expected()
     assert (user_dir / "counter.txt").read_text() == expected()
     wait_until(
-        lambda: any(e.kind == EventKind.RESTORED for e in catalog.events(record.id)),
+        lambda: any(e.kind == EventKind.RESTORED for e in service_catalog.events(record.id)),
         30,
         "the restore event",
     )
-    kinds = [e.kind for e in catalog.events(record.id)]
+    kinds = [e.kind for e in service_catalog.events(record.id)]
     assert EventKind.REQUEUED in kinds, kinds
 
 
 def test_killed_workload_is_requeued_by_policy_and_resumes(
     cluster: SlurmTestClient,
-    catalog: Catalog,
+    service_catalog: Catalog,
     test_user: pwd.struct_passwd,
     user_dir: Path,
 ) -> None:
     # The script records its pid so the test can kill it like an OOM killer would.
     script = counter_script(extra="echo $$ > main.pid\n")
     job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir, args=["--output=job.out"])
-    record = tracked(catalog, job)
-    wait_until(lambda: valid_count(catalog, record) >= 1, 60, "a VALID checkpoint")
+    record = tracked(service_catalog, job)
+    wait_until(lambda: valid_count(service_catalog, record) >= 1, 60, "a VALID checkpoint")
     wait_until(lambda: count_lines(user_dir / "counter.txt") >= 30, 60, "progress")
     try:
         os.kill(int((user_dir / "main.pid").read_text()), signal.SIGKILL)
@@ -156,27 +115,29 @@ def test_killed_workload_is_requeued_by_policy_and_resumes(
     assert final["ExitCode"] == "0:0"
     assert (user_dir / "counter.txt").read_text() == expected()
     assert (user_dir / "job.out").read_text() == expected()
-    events = catalog.events(record.id)
+    events = service_catalog.events(record.id)
     requeued = [e for e in events if e.kind == EventKind.REQUEUED]
     assert len(requeued) == 1 and "FAILED" in requeued[0].detail, events
 
 
 def test_users_scancel_is_not_requeued(
     cluster: SlurmTestClient,
-    catalog: Catalog,
+    service_catalog: Catalog,
     test_user: pwd.struct_passwd,
     user_dir: Path,
 ) -> None:
     job = cluster.submit(
         counter_script(), user=test_user.pw_name, cwd=user_dir, args=["--output=job.out"]
     )
-    record = tracked(catalog, job)
-    wait_until(lambda: valid_count(catalog, record) >= 1, 60, "a VALID checkpoint")
+    record = tracked(service_catalog, job)
+    wait_until(lambda: valid_count(service_catalog, record) >= 1, 60, "a VALID checkpoint")
 
     proc.run(["runuser", "-u", test_user.pw_name, "--", "scancel", str(job)], timeout=30)
 
     refused = wait_until(
-        lambda: [e for e in catalog.events(record.id) if e.kind == EventKind.REQUEUE_REFUSED],
+        lambda: [
+            e for e in service_catalog.events(record.id) if e.kind == EventKind.REQUEUE_REFUSED
+        ],
         30,
         "the refusal to be recorded",
     )
@@ -188,10 +149,10 @@ def test_users_scancel_is_not_requeued(
 
 def test_service_killed_at_any_moment_leaves_a_consistent_catalog(
     cluster: SlurmTestClient,
-    catalog: Catalog,
+    service_catalog: Catalog,
     test_user: pwd.struct_passwd,
     user_dir: Path,
-    store_root: Path,
+    service_store_root: Path,
 ) -> None:
     # A larger image makes each dump last long enough to be cut off.
     script = counter_script(
@@ -199,14 +160,15 @@ def test_service_killed_at_any_moment_leaves_a_consistent_catalog(
         extra=("python3 -c 'import time; b = bytearray(150 << 20); time.sleep(3600)' &\n"),
     )
     job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir, args=["--output=job.out"])
-    record = tracked(catalog, job)
+    record = tracked(service_catalog, job)
     pid_file = Path("/var/lib/slurm-ckpt-cluster/slurm-ckptd.pid")
     try:
         for delay in (0.05, 0.2, 0.4):
             # Wait for a request to be in flight, then SIGKILL the service.
             wait_until(
                 lambda: any(
-                    c.state == CheckpointState.REQUESTED for c in catalog.checkpoints(record.id)
+                    c.state == CheckpointState.REQUESTED
+                    for c in service_catalog.checkpoints(record.id)
                 ),
                 60,
                 "a request in flight",
@@ -218,28 +180,31 @@ def test_service_killed_at_any_moment_leaves_a_consistent_catalog(
         wait_until(
             lambda: (
                 not any(
-                    c.state == CheckpointState.REQUESTED for c in catalog.checkpoints(record.id)
+                    c.state == CheckpointState.REQUESTED
+                    for c in service_catalog.checkpoints(record.id)
                 )
                 or None
             ),
             60,
             "no request left in flight",
         )
-        wait_until(lambda: valid_count(catalog, record) >= 2, 60, "checkpoints after restarts")
+        wait_until(
+            lambda: valid_count(service_catalog, record) >= 2, 60, "checkpoints after restarts"
+        )
     finally:
         cluster.cancel(job)
         service_ctl("start-service")
 
-    jobdir = JobDir(store_root, job)
-    for checkpoint in catalog.checkpoints(record.id):
+    jobdir = JobDir(service_store_root, job)
+    for checkpoint in service_catalog.checkpoints(record.id):
         path = jobdir.checkpoint(checkpoint.seq)
         if checkpoint.state == CheckpointState.VALID:
             verify_checkpoint(path, read_data=True)  # nothing half-written is VALID
         elif checkpoint.state == CheckpointState.DELETED:
             assert not path.exists()
-    valid = [c.seq for c in catalog.valid_checkpoints(record.id)]
+    valid = [c.seq for c in service_catalog.valid_checkpoints(record.id)]
     assert published_images(jobdir) == valid
     # Every committed folder is known to the catalog as VALID or on its way out.
-    states = {c.seq: c.state for c in catalog.checkpoints(record.id)}
+    states = {c.seq: c.state for c in service_catalog.checkpoints(record.id)}
     for seq in jobdir.committed_seqs():
         assert states.get(seq) in (CheckpointState.VALID, CheckpointState.OBSOLETE), (seq, states)

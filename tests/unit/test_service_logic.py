@@ -19,6 +19,7 @@ from slurm_ckpt.db.catalog import Catalog
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
 from slurm_ckpt.dump.fake import FakeDumper
+from slurm_ckpt.errors import CatalogUnavailable
 from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.service.app import Service
 from slurm_ckpt.slurm.base import JobInfo
@@ -344,3 +345,25 @@ def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
     world.service.checkpoint_now(record.id)
     world.service.collect()
     assert [c.seq for c in world.catalog.valid_checkpoints(record.id)] == [2, 1]
+
+
+def test_a_result_collected_while_the_catalog_is_down_is_completed_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.job(113)
+    world.service.sync()
+    record = world.catalog_job(113)
+    world.service.checkpoint_now(record.id)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise CatalogUnavailable("catalog sqlite:///x is unreachable: connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.catalog, "mark_valid", down)
+        world.service.collect()  # logged, not fatal
+        assert len(world.service.checkpointer.in_flight()) == 1
+    world.service.collect()
+
+    (checkpoint,) = world.catalog.checkpoints(record.id)
+    assert checkpoint.state == CheckpointState.VALID
+    assert not world.service.checkpointer.in_flight()

@@ -1,0 +1,46 @@
+"""Shared pieces of the tests that drive slurm-ckptd on the real cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slurm_ckpt import proc
+from slurm_ckpt.db.catalog import Catalog, JobRecord
+
+from .launcher_helpers import wait_until
+from .slurm_helpers import REPO
+
+CONFIG = Path("/etc/slurm-ckpt/config.toml")
+NODES = {"node1", "node2"}
+LINES = 70
+
+
+def counter_script(lines: int = LINES, extra: str = "") -> str:
+    # The counter file stays open, as a program's output files do.
+    return (
+        "#!/bin/bash\n"
+        "#SBATCH --checkpoint=10s\n"
+        f"{extra}"
+        "exec 3>>counter.txt\n"
+        f"for i in $(seq 1 {lines}); do\n"
+        '    echo "line $i"\n'
+        '    echo "line $i" >&3\n'
+        "    sleep 0.5\n"
+        "done\n"
+    )
+
+
+def expected(lines: int = LINES) -> str:
+    return "".join(f"line {i}\n" for i in range(1, lines + 1))
+
+
+def tracked(catalog: Catalog, job_id: int) -> JobRecord:
+    return wait_until(lambda: catalog.find_job("ckptdev", job_id), 30, f"job {job_id} tracked")
+
+
+def valid_count(catalog: Catalog, record: JobRecord) -> int:
+    return len(catalog.valid_checkpoints(record.id))
+
+
+def service_ctl(action: str) -> None:
+    proc.run([str(REPO / "scripts" / "cluster.sh"), action], timeout=60)
