@@ -7,7 +7,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench-dump bench-catalog clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench bench-dump bench-catalog bench-service bench-checksum clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -51,6 +51,17 @@ bench-dump: setup
 # The catalog's list-jobs summary and newest-valid lookup on SQLite and PostgreSQL.
 bench-catalog: setup
 	$(PYTHON) scripts/bench_catalog.py
+
+# slurm-ckptd with 10,000 jobs against a fake Slurm and dump backend.
+bench-service: setup
+	$(PYTHON) scripts/bench_service.py
+
+# The checksum candidates on a 1 GiB image.
+bench-checksum: setup
+	$(PYTHON) scripts/bench_checksum.py
+
+# Every benchmark; the numbers in docs/benchmarks.md come from these.
+bench: bench-checksum bench-dump bench-catalog bench-service
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

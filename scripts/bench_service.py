@@ -92,15 +92,20 @@ def main() -> None:
 
     slurm.on_signal = launcher
     service = Service(settings, catalog, slurm, cluster="bench")
-    now = datetime.now(UTC)
     due_jobs = int(args.due_per_second * args.seconds)
     print(f"setting up {args.jobs} jobs ({due_jobs} due during the {args.seconds:.0f} s run)...")
-    for i in range(args.jobs):
-        job_id = 100_000 + i
-        if i < due_jobs:  # due at an even pace from 15 s on
-            due = now + timedelta(seconds=15 + i / args.due_per_second)
+
+    def started(i: int, now: datetime) -> datetime:
+        """Start times that make `due_jobs` jobs due at an even pace from 5 s after `now`."""
+        if i < due_jobs:
+            due = now + timedelta(seconds=5 + i / args.due_per_second)
         else:
             due = now + timedelta(seconds=args.seconds + 60 + i)
+        return due - timedelta(seconds=INTERVAL)
+
+    now = datetime.now(UTC) + timedelta(days=1)  # nothing due while syncs are measured
+    for i in range(args.jobs):
+        job_id = 100_000 + i
         slurm.add(
             JobInfo(
                 job_id=job_id,
@@ -109,7 +114,7 @@ def main() -> None:
                 uid=os.getuid(),
                 batch_host=f"node{i % 500}",
                 node_list=f"node{i % 500}",
-                start_time=due - timedelta(seconds=INTERVAL),
+                start_time=started(i, now),
                 time_limit=None,
                 end_time=None,
                 restarts=0,
@@ -127,12 +132,12 @@ def main() -> None:
         service.sync()
         steady.append((time.process_time() - cpu0, time.monotonic() - wall0))
 
-    window_end = datetime.now(UTC) + timedelta(seconds=args.seconds)
-    due_in_window = sum(
-        1
-        for job in service.scheduler.get_jobs()
-        if job.id.startswith("ckpt-") and job.next_run_time < window_end
-    )
+    # A new instance, as after a restart, schedules every job again from its start
+    # time, now chosen so that checkpoints fall due during the run.
+    service = Service(settings, catalog, slurm, cluster="bench")
+    now = datetime.now(UTC)
+    for i in range(args.jobs):
+        slurm.set(100_000 + i, start_time=started(i, now))
     # Record every delay the service measures (its histogram keeps no samples).
     delays: list[float] = []
     histogram = service.metrics.schedule_delay_seconds
@@ -142,14 +147,18 @@ def main() -> None:
         delays.append(value)
         observe(value)
 
-    histogram.observe = record  # type: ignore[method-assign]
-
-    # The real scheduler from here on.
-    service.scheduler.add_job(service.collect, "interval", seconds=1, id="collect")
-    service.scheduler.add_job(service.sync, "interval", seconds=5, id="sync")
+    histogram.observe = record  # type: ignore[method-assign,assignment]
+    # The real scheduler from here on, as slurm-ckptd runs it.
     cpu0, wall0 = time.process_time(), time.monotonic()
-    service.scheduler.start()
-    time.sleep(args.seconds)
+    service.start()
+    time.sleep(10)  # its first sync has scheduled every job
+    window_end = datetime.now(UTC) + timedelta(seconds=args.seconds - 10)
+    due_in_window = sum(
+        1
+        for job in service.scheduler.get_jobs()
+        if job.id.startswith("ckpt-") and job.next_run_time < window_end
+    ) + len(delays)
+    time.sleep(args.seconds - 10)
     service.stop()
     run_cpu, run_wall = time.process_time() - cpu0, time.monotonic() - wall0
 

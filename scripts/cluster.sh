@@ -30,6 +30,7 @@ LAUNCHER=${SLURM_CKPT_LAUNCHER:-$PREFIX/venv/bin/slurm-ckpt-launch}
 PLUGSTACK=/etc/slurm/plugstack.conf
 PLUGSTACK_ENTRY=/etc/slurm/plugstack.conf.d/slurm-ckpt.conf
 SUBMIT_LUA=/etc/slurm/job_submit.lua
+CLI_FILTER_LUA=/etc/slurm/cli_filter.lua
 SUBMIT_CONF=/etc/slurm/slurm-ckpt-submit.conf
 CKPT_CONF=/etc/slurm-ckpt/config.toml
 SERVICE_PID=$STATE/slurm-ckptd.pid
@@ -43,17 +44,16 @@ render_config() {
     if [ -f "$CONF" ] && ! grep -q "$MARKER" "$CONF"; then
         die "$CONF exists and is not ours; move it away to use the local test cluster"
     fi
-    local cpus mem
-    cpus=$(slurmd -C | sed -n 's/.* CPUs=\([0-9]*\).*/\1/p')
+    local mem
     # Two nodes share this machine's memory.
     mem=$(( $(slurmd -C | sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p') / 2 ))
-    local new; new=$(sed -e "s|@STATE@|$STATE|g" -e "s|@LOG@|$LOGDIR|g" -e "s|@CPUS@|$cpus|g" \
-        -e "s|@MEMORY@|$mem|g" -e "s|@MARKER@|$MARKER|" "$REPO/scripts/cluster/slurm.conf.in")
+    local new; new=$(sed -e "s|@STATE@|$STATE|g" -e "s|@LOG@|$LOGDIR|g" -e "s|@MEMORY@|$mem|g" -e "s|@MARKER@|$MARKER|" "$REPO/scripts/cluster/slurm.conf.in")
     if [ ! -f "$CONF" ] || [ "$new" != "$(cat "$CONF")" ]; then
         mkdir -p /etc/slurm
         printf '%s\n' "$new" > "$CONF"
         chmod 644 "$CONF"
         log "cluster: wrote $CONF"
+        CONFIG_CHANGED=1
     fi
     install -d -o slurm -g slurm -m 0755 "$STATE/ctld" "$LOGDIR"
     # The image store at its default place; on one machine every "node" sees it.
@@ -85,6 +85,9 @@ install_plugins() {
     if [ -f "$SUBMIT_LUA" ] && ! grep -q '^-- slurm-ckpt job_submit.lua' "$SUBMIT_LUA"; then
         die "$SUBMIT_LUA exists and is not slurm-ckpt's; move it away to use the local test cluster"
     fi
+    if [ -f "$CLI_FILTER_LUA" ] && ! grep -q '^-- slurm-ckpt cli_filter.lua' "$CLI_FILTER_LUA"; then
+        die "$CLI_FILTER_LUA exists and is not slurm-ckpt's; move it away to use the local test cluster"
+    fi
     # Debian's plugstack.conf includes plugstack.conf.d; write one that does if it is missing.
     if [ ! -f "$PLUGSTACK" ]; then
         printf 'include %s/*.conf\n' "$(dirname "$PLUGSTACK_ENTRY")" > "$PLUGSTACK"
@@ -101,6 +104,8 @@ install_plugins() {
     install_file "$tmp/submit" "$SUBMIT_CONF" 0644 && changed=1
     # slurmctld reloads job_submit.lua by itself when the file changes.
     install_file "$PREFIX/share/slurm-ckpt/job_submit.lua" "$SUBMIT_LUA" 0644 || true
+    # Read by every sbatch at submission; nothing to reload.
+    install_file "$PREFIX/share/slurm-ckpt/cli_filter.lua" "$CLI_FILTER_LUA" 0644 || true
     rm -rf "$tmp"
     # A running controller started before JobSubmitPlugins=lua was in slurm.conf
     # needs a reconfigure too.
@@ -166,7 +171,7 @@ start_ctld() {
     fi
     wait_for 30 "slurmctld" sh -c 'scontrol ping | grep -q UP' \
         || die "slurmctld did not come up; see $LOGDIR/slurmctld.log"
-    if [ $fresh -eq 1 ]; then
+    if [ $fresh -eq 1 ] && [ "${RESTARTED:-0}" -eq 0 ]; then
         # Jobs saved by an earlier run that was not brought down cleanly would
         # run again and get in the way of tests: cancel them. (Unlike
         # `slurmctld -c`, this keeps job ids growing, so none is reused.)
@@ -197,9 +202,27 @@ wait_idle() {
         || die "$n is $(node_state "$n"), not idle; see $LOGDIR/slurmd-$n.log"
 }
 
+# Daemons started with an older slurm.conf: restart them (running jobs live in
+# their slurmstepd and go on), since node and preemption settings need it.
+restart_daemons() {
+    local f
+    for f in "$STATE"/slurmd-*.pid "$STATE/slurmctld.pid"; do
+        pid_alive "$f" || continue
+        kill -TERM "$(cat "$f")"
+        wait_for 30 "$(basename "$f" .pid) to stop" sh -c "! kill -0 \$(cat $f) 2>/dev/null" || true
+        rm -f "$f"
+    done
+    RESTARTED=1
+    log "cluster: stopped slurmctld and slurmd to restart them with the new slurm.conf"
+}
+
 cmd_up() {
     local t0=$EPOCHREALTIME
+    CONFIG_CHANGED=0
     render_config
+    if [ $CONFIG_CHANGED -eq 1 ] && pid_alive "$STATE/slurmctld.pid"; then
+        restart_daemons
+    fi
     install_plugins
     install_settings
     start_munge

@@ -235,7 +235,7 @@ step_postgres() {
 # scripts/cluster.sh puts them into the test cluster's configuration.
 step_plugins() {
     local stamp=$PREFIX/lib/slurm-ckpt/.plugins-installed want
-    want=$(cd "$REPO/plugins" && cat Makefile job_submit.lua spank/*.c spank/*.h | sha256sum | cut -d' ' -f1)
+    want=$(cd "$REPO/plugins" && cat Makefile job_submit.lua cli_filter.lua spank/*.c spank/*.h | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
         && [ -f "$PREFIX/lib/slurm-ckpt/spank/slurm_ckpt.so" ] \
         && [ -f "$PREFIX/share/slurm-ckpt/job_submit.lua" ]; then

@@ -7,9 +7,14 @@
  * one is handed to the controller as CKPT_INTERVAL=<seconds> with
  * spank_job_control_setenv, where job_submit.lua reads it from spank_job_env.
  *
+ * In sbatch itself the plugin also sets SLURM_CKPT_REQUESTED=<seconds> in its
+ * own environment, for plugins/cli_filter.lua (which runs after option parsing
+ * and cannot see SPANK options) to ask Slurm for a warning signal.
+ *
  * Job side (remote context): the job gets SLURM_CHECKPOINT_INTERVAL=<seconds>.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <slurm/spank.h>
@@ -21,6 +26,8 @@ SPANK_PLUGIN(slurm_ckpt, 1);
 /* Read by plugins/job_submit.lua (spank_job_env) and prolog/epilog (SPANK_CKPT_INTERVAL). */
 #define CONTROL_VAR "CKPT_INTERVAL"
 #define JOB_VAR "SLURM_CHECKPOINT_INTERVAL"
+/* Read by plugins/cli_filter.lua in the submitting process. */
+#define SUBMIT_VAR "SLURM_CKPT_REQUESTED"
 
 static long interval_seconds;
 
@@ -58,7 +65,6 @@ static int checkpoint_cb(int val, const char *optarg, int remote)
 	long seconds;
 
 	(void)val;
-	(void)remote;
 	if (ckpt_parse_interval(optarg, &seconds, &reason) != 0) {
 		printable(optarg ? optarg : "", shown, sizeof(shown));
 		slurm_error("invalid --checkpoint='%s': %s%suse %s", shown, reason ? reason : "",
@@ -66,6 +72,12 @@ static int checkpoint_cb(int val, const char *optarg, int remote)
 		return -1;
 	}
 	interval_seconds = seconds;
+	if (!remote) {
+		char value[32];
+
+		snprintf(value, sizeof(value), "%ld", seconds);
+		setenv(SUBMIT_VAR, value, 1);
+	}
 	return 0;
 }
 
@@ -110,6 +122,8 @@ int slurm_spank_user_init(spank_t sp, int ac, char **av)
 	(void)av;
 	if (interval_seconds <= 0 || spank_remote(sp) != 1)
 		return 0;
+	/* Only for the submitting sbatch: a job that submits jobs must not pass it on. */
+	spank_unsetenv(sp, SUBMIT_VAR);
 	snprintf(value, sizeof(value), "%ld", interval_seconds);
 	if (spank_setenv(sp, JOB_VAR, value, 1) != ESPANK_SUCCESS)
 		slurm_error("slurm_ckpt: cannot set %s", JOB_VAR);

@@ -282,3 +282,73 @@ def catalog_requests_left(url: str, job_id: int) -> list[CheckpointRecord]:
         return Catalog(db).checkpoints(job_id, states=[CheckpointState.REQUESTED])
     finally:
         db.dispose()
+
+
+def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
+    cluster: SlurmTestClient,
+    service_catalog: Catalog,
+    service_store_root: Path,
+    test_user: pwd.struct_passwd,
+    user_dir: Path,
+) -> None:
+    job = cluster.submit(
+        counter_script(lines=100), user=test_user.pw_name, cwd=user_dir, args=["--output=job.out"]
+    )
+    node = cluster.wait_for(job, {"RUNNING"}, timeout=60)["NodeList"]
+    record = tracked(service_catalog, job)
+    wait_until(lambda: valid_count(service_catalog, record) >= 1, 60, "a VALID checkpoint")
+    # A job of the higher-priority partition takes the whole node.
+    urgent = cluster.submit(
+        "#!/bin/bash\nsleep 30\n",
+        user=test_user.pw_name,
+        cwd=user_dir,
+        args=["-p", "urgent", f"--nodelist={node}", "--exclusive", "--output=urgent.out"],
+    )
+    try:
+        final = cluster.wait_for(job, {"COMPLETED"}, timeout=240, where={"Restarts": "1"})
+    finally:
+        cluster.cancel(job)
+        cluster.cancel(urgent)
+
+    assert final["ExitCode"] == "0:0"
+    assert (user_dir / "job.out").read_text() == expected(100)
+    assert (user_dir / "counter.txt").read_text() == expected(100)
+    # Restored from the checkpoint the launcher took on Slurm's preemption signal.
+    jobdir = JobDir(service_store_root, job)
+    report = json.loads((jobdir.path / "restarts" / "0001.json").read_text())
+    assert report["outcome"] == "restored", report
+    result = json.loads(jobdir.result_file(report["seq"]).read_text())
+    assert result["kind"] == "final", result
+    # ...which the service adopted into the catalog (the service never asked for it).
+    assert report["seq"] in {c.seq for c in service_catalog.checkpoints(record.id)}
+
+
+def test_walltime_chaining_runs_a_job_past_its_time_limit(
+    cluster: SlurmTestClient,
+    service_catalog: Catalog,
+    test_user: pwd.struct_passwd,
+    user_dir: Path,
+) -> None:
+    # Three minutes of work, a one-minute time limit.
+    job = cluster.submit(
+        counter_script(lines=360),
+        user=test_user.pw_name,
+        cwd=user_dir,
+        args=["--output=job.out", "--time=1"],
+    )
+    try:
+        final = cluster.wait_for(job, {"COMPLETED", "TIMEOUT", "FAILED"}, timeout=600)
+    finally:
+        cluster.cancel(job)
+
+    assert final["JobState"] == "COMPLETED", final
+    assert int(final["Restarts"]) >= 2
+    assert (user_dir / "job.out").read_text() == expected(360)
+    assert (user_dir / "counter.txt").read_text() == expected(360)
+    record = tracked(service_catalog, job)
+    chained = [
+        e
+        for e in service_catalog.events(record.id)
+        if e.kind == EventKind.REQUEUED and "walltime chaining" in e.detail
+    ]
+    assert len(chained) == int(final["Restarts"])
