@@ -204,7 +204,7 @@ step_runtime() {
         cp -r "$REPO/pyproject.toml" "$REPO/README.md" "$REPO/slurm_ckpt" "$build/"
         [ -d "$REPO/db" ] && cp -r "$REPO/db" "$build/"
         "$rt/bin/pip" install -q --upgrade --force-reinstall --no-deps "$build" >"$build.log" 2>&1 \
-            && "$rt/bin/pip" install -q "$build" >>"$build.log" 2>&1 \
+            && "$rt/bin/pip" install -q "$build[postgres]" >>"$build.log" 2>&1 \
             || { tail -n 20 "$build.log"; rm -rf "$build" "$build.log"; die "runtime: install failed"; }
         rm -rf "$build" "$build.log"
         echo "$want" > "$stamp"

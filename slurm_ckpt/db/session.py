@@ -70,12 +70,18 @@ def make_engine(
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, busy_timeout, echo)
-    return create_engine(
-        parsed,
-        echo=echo,
-        pool_pre_ping=True,  # a connection the server dropped is replaced, not handed out
-        connect_args={"connect_timeout": connect_timeout},
-    )
+    try:
+        return create_engine(
+            parsed,
+            echo=echo,
+            pool_pre_ping=True,  # a connection the server dropped is replaced, not handed out
+            connect_args={"connect_timeout": connect_timeout},
+        )
+    except ImportError as err:
+        raise CatalogUnavailable(
+            f"catalog {shown_url(parsed)}: its database driver is missing ({err}); "
+            "install slurm-ckpt[postgres]"
+        ) from err
 
 
 def _sqlite_engine(url: URL, busy_timeout: float, echo: bool) -> Engine:

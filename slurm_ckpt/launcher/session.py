@@ -273,6 +273,11 @@ class Session:
             return None
         if request is None:
             request = CheckpointRequest(seq=self.jobdir.next_seq(), kind="final")
+        elif self.jobdir.result_file(request.seq).exists():
+            # This seq is answered already: the service asked for the number our own
+            # final checkpoint took a moment ago. Its result stands; the service reads it.
+            log.info("checkpoint %d was taken already; request answered by it", request.seq)
+            return None
         result = self._dump(request)
         self.jobdir.results_dir.mkdir(mode=0o700, exist_ok=True)
         write_atomic(self.jobdir.result_file(request.seq), result.to_json())

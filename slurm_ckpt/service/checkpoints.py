@@ -176,11 +176,23 @@ class Checkpointer:
     # -- collect ---------------------------------------------------------------
 
     def adopt(self, checkpoint: CheckpointRecord, job: JobRecord) -> None:
-        """Follow a REQUESTED checkpoint found in the catalog (after a restart of the service)."""
+        """Follow a REQUESTED checkpoint found in the catalog (after a restart of the service).
+
+        The previous instance may have died before the request reached the launcher,
+        so it is sent again unless its result is there: harmless if it had arrived,
+        since the launcher answers a seq only once.
+        """
         flight = InFlight(job, checkpoint, checkpoint.created_at + self.deadline, "periodic")
         with self._lock:
             self._in_flight[checkpoint.id] = flight
         self.admission.try_acquire(job.id, str(self.store_root))
+        if self._read_result(flight) is None:
+            try:
+                self._send(flight)
+            except (CkptError, OSError) as exc:
+                log.info(
+                    "job %d: request %d not sent again: %s", job.slurm_job_id, checkpoint.seq, exc
+                )
 
     def collect(self, now: datetime) -> list[Outcome]:
         """Complete every request whose result arrived or whose deadline passed."""

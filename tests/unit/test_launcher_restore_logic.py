@@ -131,3 +131,19 @@ def test_a_final_checkpoint_newer_than_the_published_list_is_tried_first(
 
     assert (report.outcome, report.seq) == ("restored", 2)
     assert dumper.restored == [final]
+
+
+def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    first = session.checkpoint()  # Slurm's signal, no request: final checkpoint 1
+    assert first is not None and first.ok and first.kind == "final"
+    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
+
+    again = session.checkpoint()  # the service asks for 1 too
+
+    assert again is None
+    result = session.jobdir.result_file(1).read_text()
+    assert '"kind": "final"' in result and '"ok": true' in result
+    assert dumper.dumped == [FREE_PID]

@@ -367,3 +367,20 @@ def test_a_result_collected_while_the_catalog_is_down_is_completed_later(
     (checkpoint,) = world.catalog.checkpoints(record.id)
     assert checkpoint.state == CheckpointState.VALID
     assert not world.service.checkpointer.in_flight()
+
+
+def test_a_request_recorded_but_never_sent_is_sent_again_on_recovery(world: World) -> None:
+    world.job(114)
+    world.service.sync()
+    record = world.catalog_job(114)
+    # The previous instance died between recording the request and sending it.
+    world.catalog.request_checkpoint(record.id, world.clock.now)
+    fresh = Service(
+        world.service.settings, world.catalog, world.slurm, cluster="test", clock=world.clock
+    )
+
+    fresh.recover()
+    fresh.collect()
+
+    assert world.slurm.signals == [(114, "USR1")]
+    assert world.catalog.checkpoints(record.id)[0].state == CheckpointState.VALID
