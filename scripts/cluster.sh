@@ -38,7 +38,15 @@ SERVICE_PID=$STATE/slurm-ckptd.pid
 [ "$(id -u)" -eq 0 ] || die "run as root"
 command -v slurmctld >/dev/null || die "Slurm is not installed: run scripts/setup-system.sh first"
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A killed daemon can stay a zombie for a moment (this machine's PID 1 reaps
+# late): that counts as dead.
+pid_alive() {
+    [ -f "$1" ] || return 1
+    local pid state; pid=$(cat "$1")
+    kill -0 "$pid" 2>/dev/null || return 1
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
 
 render_config() {
     if [ -f "$CONF" ] && ! grep -q "$MARKER" "$CONF"; then

@@ -156,7 +156,7 @@ def test_service_killed_at_any_moment_leaves_a_consistent_catalog(
 ) -> None:
     # A larger image makes each dump last long enough to be cut off.
     script = counter_script(
-        lines=120,
+        lines=600,
         extra=("python3 -c 'import time; b = bytearray(150 << 20); time.sleep(3600)' &\n"),
     )
     job = cluster.submit(script, user=test_user.pw_name, cwd=user_dir, args=["--output=job.out"])
