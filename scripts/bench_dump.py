@@ -253,10 +253,10 @@ def main() -> None:
 
     print(f"kernel {os.uname().release}; images on {work}; median of {args.repeat}\n")
     print(
-        "| workload | image | launcher checkpoint | criu dump | ratio | dd+fsync "
-        "| launcher restore | criu restore | ratio |"
+        "| workload | image | launcher checkpoint | criu dump | criu dump + sync | ratio "
+        "| dd + fsync | launcher restore | criu restore | ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for mib in (int(s) for s in args.sizes.split(",")):
         runs_l, runs_c, runs_d = [], [], []
         for i in range(args.repeat):
@@ -267,12 +267,12 @@ def main() -> None:
         def med(runs: list[dict[str, float]], key: str) -> float:
             return statistics.median(r[key] for r in runs)
 
-        lc, cd = med(runs_l, "checkpoint"), med(runs_c, "dump")
+        lc, cd, cs = med(runs_l, "checkpoint"), med(runs_c, "dump"), med(runs_c, "durable")
         lr, cr = med(runs_l, "restore"), med(runs_c, "restore")
         print(
             f"| {mib} MiB | {med(runs_l, 'bytes') / 2**20:.0f} MiB | {lc:.2f} s | {cd:.2f} s "
-            f"| {lc / cd:.2f}x | {statistics.median(runs_d):.2f} s | {lr:.2f} s | {cr:.2f} s "
-            f"| {lr / cr:.2f}x |"
+            f"| {cs:.2f} s | {lc / cd:.2f}x / {lc / cs:.2f}x | {statistics.median(runs_d):.2f} s "
+            f"| {lr:.2f} s | {cr:.2f} s | {lr / cr:.2f}x |"
         )
         print(
             f"<!-- {mib} MiB: launcher dump {med(runs_l, 'dump'):.2f} s, frozen "
