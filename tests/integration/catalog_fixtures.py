@@ -58,7 +58,8 @@ class PostgresServer:
 
     def __init__(self, admin_url: URL) -> None:
         self.admin_url = admin_url
-        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        # pre_ping: the reliability suite restarts the server while this engine lives.
+        self._admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
         self._created: list[str] = []
 
     def check(self) -> None:

@@ -64,8 +64,9 @@ class SlurmTestClient:
         proc.run(["scancel", str(job_id)], timeout=30, check=False)
 
     def node_state(self, node: str) -> str:
+        # One line per partition the node is in; the state is the node's.
         done = proc.run(["sinfo", "-h", "-N", "-n", node, "-o", "%t"], timeout=30)
-        return done.stdout.strip()
+        return done.stdout.split()[0] if done.stdout.split() else ""
 
     def kill_node(self, node: str) -> None:
         proc.run([str(REPO / "scripts" / "cluster.sh"), "kill-node", node], timeout=30)

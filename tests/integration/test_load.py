@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.db.catalog import Catalog
 from slurm_ckpt.db.states import CheckpointState
@@ -36,6 +38,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.timeout(RUN_SECONDS + 300)
 def test_forty_jobs_every_fifteen_seconds_for_five_minutes(
     cluster: SlurmTestClient,
     service_catalog: Catalog,

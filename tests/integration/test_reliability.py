@@ -316,6 +316,7 @@ def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
     assert report["seq"] in {c.seq for c in service_catalog.checkpoints(record.id)}
 
 
+@pytest.mark.timeout(900)
 def test_walltime_chaining_runs_a_job_past_its_time_limit(
     cluster: SlurmTestClient,
     service_catalog: Catalog,

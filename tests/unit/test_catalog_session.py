@@ -100,3 +100,18 @@ def test_driver_errors_become_domain_errors(err: exc.SQLAlchemyError, expected: 
     assert type(translated) is expected
     assert len(str(translated).splitlines()) == 1
     assert "sqlite:///x.db" in str(translated)
+
+
+def test_a_missing_database_driver_is_one_line_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from slurm_ckpt.db import session as session_module
+
+    def no_driver(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'psycopg'")
+
+    monkeypatch.setattr(session_module, "create_engine", no_driver)
+    with pytest.raises(CatalogUnavailable) as err:
+        session_module.make_engine("postgresql://ckpt@db.example/catalog")
+    assert "install slurm-ckpt[postgres]" in str(err.value)
+    assert "\n" not in str(err.value)
