@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from slurm_ckpt.dump.criu import tree_pids
+
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
 LAUNCHER = PREFIX / "venv/bin/slurm-ckpt-launch"
 CRIU = PREFIX / "bin/criu-unpriv"
@@ -50,23 +52,9 @@ def wait_for(check: Callable[[], bool], timeout: float = 120) -> None:
         time.sleep(0.002)
 
 
-def tree(root: int) -> list[int]:
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except FileNotFoundError:
-            continue
-    return pids
-
-
 def kill_tree(root: int) -> None:
     """Kill a tree and wait until its pids are free (init reaps orphans a little late)."""
-    pids = tree(root)
+    pids = tree_pids(root)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)

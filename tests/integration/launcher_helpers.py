@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from slurm_ckpt.dump.criu import tree_pids
+
 LAUNCHER = (
     Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt")) / "venv/bin/slurm-ckpt-launch"
 )
@@ -30,24 +32,9 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def tree(root: int) -> list[int]:
-    """Pids of the process tree under `root`, root included."""
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except FileNotFoundError:
-            continue
-    return pids
-
-
 def kill_tree(root: int) -> None:
     """Kill a process tree at once, as a node failure would."""
-    pids = tree(root)
+    pids = tree_pids(root)
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
