@@ -126,7 +126,7 @@ def test_full_store_fails_the_checkpoint_with_the_reason_and_nothing_else(
         "b = os.urandom(1 << 20) * 80; time.sleep(3600)' &\n"
     )
     job = cluster.submit(
-        counter_script(lines=140, extra=grow),
+        counter_script(lines=400, extra=grow),
         user=test_user.pw_name,
         cwd=user_dir,
         args=["--output=job.out", "--hold"],
@@ -137,7 +137,7 @@ def test_full_store_fails_the_checkpoint_with_the_reason_and_nothing_else(
     other_dir.mkdir()
     os.chown(other_dir, test_user.pw_uid, test_user.pw_gid)
     other = cluster.submit(
-        counter_script(lines=140),
+        counter_script(lines=400),
         user=test_user.pw_name,
         cwd=other_dir,
         args=["--output=other.out"],
