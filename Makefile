@@ -1,13 +1,14 @@
 # slurm-ckpt: developer entry points. Run as root on Debian 12.
 #   make demo     set up, run the end-to-end demo on a local 2-node cluster
 #   make test     set up, run the unit and integration tests (cluster up and down)
+#   make bench    run every benchmark and write docs/benchmarks.md (about 20 minutes)
 
 VENV   ?= $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench bench-dump bench-catalog bench-service bench-checksum clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench bench-dump bench-recovery bench-catalog bench-service bench-checksum bench-load bench-report clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -43,25 +44,44 @@ lint:
 demo: setup
 	scripts/demo.sh
 
-# Checkpoint and restore through the launcher against plain CRIU and dd
-# (numbers in docs/benchmarks.md).
+# Benchmarks: each writes its numbers to $(RESULTS)/<name>.json; `make bench`
+# runs them all and writes docs/benchmarks.md from those files.
+RESULTS := docs/bench-results
+
+# Checkpoint and restore through the launcher against plain CRIU and dd.
 bench-dump: setup
-	$(PYTHON) scripts/bench_dump.py
+	$(PYTHON) scripts/bench_dump.py --json $(RESULTS)/dump.json
+
+# Node failure on the local cluster: Slurm's detection, our restore, the work lost.
+bench-recovery: setup
+	$(PYTHON) scripts/bench_recovery.py --json $(RESULTS)/recovery.json
 
 # The catalog's list-jobs summary and newest-valid lookup on SQLite and PostgreSQL.
 bench-catalog: setup
-	$(PYTHON) scripts/bench_catalog.py
+	$(PYTHON) scripts/bench_catalog.py --json $(RESULTS)/catalog.json
 
 # slurm-ckptd with 10,000 jobs against a fake Slurm and dump backend.
 bench-service: setup
-	$(PYTHON) scripts/bench_service.py
+	$(PYTHON) scripts/bench_service.py --json $(RESULTS)/service.json
 
 # The checksum candidates on a 1 GiB image.
 bench-checksum: setup
-	$(PYTHON) scripts/bench_checksum.py
+	$(PYTHON) scripts/bench_checksum.py --json $(RESULTS)/checksum.json
 
-# Every benchmark; the numbers in docs/benchmarks.md come from these.
-bench: bench-checksum bench-dump bench-catalog bench-service
+# 40 checkpointed jobs on the local cluster for 5 minutes (the load test).
+bench-load: setup
+	@mkdir -p build
+	SLURM_CKPT_LOAD_RESULTS=$(CURDIR)/build/load.json \
+	    $(PYTEST) -p no:cacheprovider -q -s tests/integration/test_load.py
+	$(PYTHON) scripts/benchlib.py wrap load build/load.json $(RESULTS)/load.json
+
+# docs/benchmarks.md from the results files, without measuring again.
+bench-report:
+	$(PYTHON) scripts/bench_report.py $(RESULTS) docs/benchmarks.md
+
+# Every benchmark (about 20 minutes), then the page.
+bench: bench-checksum bench-dump bench-catalog bench-service bench-recovery bench-load
+	$(MAKE) bench-report
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

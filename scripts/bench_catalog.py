@@ -8,6 +8,7 @@ service and CLI call it:
 The PostgreSQL database gets a random name and is dropped at the end.
 
     .venv/bin/python scripts/bench_catalog.py [--jobs N] [--per-job N] [--only sqlite]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import benchlib
+import sqlalchemy
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
@@ -144,11 +147,16 @@ def timed(action: Callable[[], object], repeat: int) -> tuple[float, list[float]
     return cold, runs
 
 
-def bench(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+def bench(name: str, url: str, args: argparse.Namespace) -> dict[str, float | str]:
     rnd = random.Random(args.seed)
     migrate.upgrade(url)
     db = open_database(url)
     try:
+        with db.engine.connect() as conn:
+            if db.dialect == "postgresql":
+                version = "PostgreSQL " + str(conn.execute(text("SHOW server_version")).scalar())
+            else:
+                version = "SQLite " + str(conn.execute(text("SELECT sqlite_version()")).scalar())
         started = time.perf_counter()
         fill(db, args.jobs, args.per_job, rnd)
         fill_s = time.perf_counter() - started
@@ -168,6 +176,7 @@ def bench(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
         db.dispose()
     lookups.sort()
     return {
+        "version": version,
         "fill_s": fill_s,
         "summary_cold_s": cold,
         "summary_median_s": statistics.median(runs),
@@ -190,6 +199,7 @@ def main() -> int:
         default=os.environ.get("SLURM_CKPT_TEST_POSTGRES_URL", DEFAULT_PG_URL),
         help="a PostgreSQL URL whose user may create databases",
     )
+    benchlib.add_json_option(parser)
     args = parser.parse_args()
     if args.per_job < 5:
         parser.error("--per-job must be >= 5 (each job gets deleted, failed and valid images)")
@@ -200,17 +210,31 @@ def main() -> int:
         "| newest-valid median ms | newest-valid p95 ms |"
     )
     print("|---|---|---|---|---|---|---|")
+    databases: dict[str, dict[str, float | str]] = {}
     for name, target in targets.items():
         if args.only and name != args.only:
             continue
         with target as url:
             r = bench(name, url, args)
+        databases[name] = r
         print(
             f"| {name} | {r['fill_s']:.1f} | {r['summary_cold_s']:.3f} "
             f"| {r['summary_median_s']:.3f} | {r['summary_max_s']:.3f} "
             f"| {r['newest_valid_median_ms']:.2f} | {r['newest_valid_p95_ms']:.2f} |",
             flush=True,
         )
+    benchlib.write_results(
+        args.json,
+        "catalog",
+        {
+            "jobs": args.jobs,
+            "per_job": args.per_job,
+            "repeat": args.repeat,
+            "lookups": args.lookups,
+            "sqlalchemy": sqlalchemy.__version__,
+        },
+        databases,
+    )
     return 0
 
 

@@ -2,6 +2,7 @@
 """Time the checksum candidates for checkpoint manifests on a large file.
 
 Usage: .venv/bin/python scripts/bench_checksum.py [--size-mib 1024] [--dir DIR] [--repeat 3]
+       [--json PATH]
 
 Writes a file of random bytes (CRIU images of real memory hash like random
 data: no shortcut for zeros), then times each algorithm twice: with the file
@@ -22,6 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+import benchlib
 
 MIB = 1024 * 1024
 
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--dir", type=Path, default=None, help="where to write the test file")
     parser.add_argument("--repeat", type=int, default=3)
+    benchlib.add_json_option(parser)
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -131,6 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         cold_s = "-" if cold != cold else f"{cold:8.3f}"
         cold_r = "-" if cold != cold else f"{gib / cold:11.2f}"
         print(f"{name:<24} {warm:8.3f} {gib / warm:11.2f} {cold_s:>8} {cold_r:>11}")
+    xxhash_version = getattr(sys.modules.get("xxhash"), "VERSION", None)
+    benchlib.write_results(
+        args.json,
+        "checksum",
+        {"size_mib": args.size_mib, "chunk_mib": CHUNK_SIZE // MIB, "repeat": args.repeat},
+        {
+            "shipped": ALGORITHM,
+            "xxhash": xxhash_version,
+            "rows": [
+                {"name": name, "warm_s": warm, "cold_s": None if cold != cold else cold}
+                for name, warm, cold in rows
+            ],
+        },
+    )
     return 0
 
 

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import benchlib
+
 from slurm_ckpt.dump.criu import tree_pids
 
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
@@ -231,6 +233,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,1024", help="workload sizes in MiB")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default="/var/tmp/slurm-ckpt-bench")
+    benchlib.add_json_option(parser)
     args = parser.parse_args()
     user = pwd.getpwnam(USER)
     work = Path(args.dir)
@@ -245,6 +248,7 @@ def main() -> None:
         "| dd + fsync | launcher restore | criu restore | ratio |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    rows: list[dict[str, float]] = []
     for mib in (int(s) for s in args.sizes.split(",")):
         runs_l, runs_c, runs_d = [], [], []
         for i in range(args.repeat):
@@ -257,6 +261,21 @@ def main() -> None:
 
         lc, cd, cs = med(runs_l, "checkpoint"), med(runs_c, "dump"), med(runs_c, "durable")
         lr, cr = med(runs_l, "restore"), med(runs_c, "restore")
+        rows.append(
+            {
+                "mib": mib,
+                "image_bytes": med(runs_l, "bytes"),
+                "launcher_checkpoint_s": lc,
+                "launcher_dump_s": med(runs_l, "dump"),
+                "launcher_frozen_s": med(runs_l, "frozen"),
+                "criu_dump_s": cd,
+                "criu_dump_sync_s": cs,
+                "dd_fsync_s": statistics.median(runs_d),
+                "launcher_restore_s": lr,
+                "launcher_criu_restore_s": med(runs_l, "criu_restore"),
+                "criu_restore_s": cr,
+            }
+        )
         print(
             f"| {mib} MiB | {med(runs_l, 'bytes') / 2**20:.0f} MiB | {lc:.2f} s | {cd:.2f} s "
             f"| {cs:.2f} s | {lc / cd:.2f}x / {lc / cs:.2f}x | {statistics.median(runs_d):.2f} s "
@@ -268,6 +287,13 @@ def main() -> None:
             f"{med(runs_l, 'criu_restore'):.2f} s -->"
         )
     shutil.rmtree(work, ignore_errors=True)
+    criu = subprocess.run([str(CRIU), "--version"], capture_output=True, text=True)
+    benchlib.write_results(
+        args.json,
+        "dump",
+        {"repeat": args.repeat, "dir": str(work), "criu": criu.stdout.split("\n")[0].strip()},
+        rows,
+    )
 
 
 if __name__ == "__main__":

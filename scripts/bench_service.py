@@ -8,7 +8,7 @@ steady ones; how late checkpoints start against their due time (their due times
 are spread over the run, as 10,000 jobs with a one-hour interval would be); the
 service's CPU and resident memory.
 
-usage: bench_service.py [--jobs 10000] [--seconds 120] [--due-per-second 3]
+usage: bench_service.py [--jobs 10000] [--seconds 120] [--due-per-second 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import benchlib
 
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.db import migrate
@@ -61,6 +63,7 @@ def main() -> None:
         default=3.0,
         help="checkpoints falling due per second (10,000 jobs / 1 h = 2.8)",
     )
+    benchlib.add_json_option(parser)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="slurm-ckpt-bench-service."))
@@ -183,6 +186,31 @@ def main() -> None:
     print(f"| service CPU during the run | {run_cpu / run_wall * 100:.0f} % of one core |")
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"| resident memory (max) | {max_rss:.0f} MiB |")
+    benchlib.write_results(
+        args.json,
+        "service",
+        {
+            "jobs": args.jobs,
+            "seconds": args.seconds,
+            "due_per_second": args.due_per_second,
+            "interval_s": INTERVAL,
+            "poll_interval_s": settings.service.poll_interval,
+            "jitter_fraction": settings.service.jitter_fraction,
+        },
+        {
+            "first_sync_cpu_s": first[0],
+            "first_sync_wall_s": first[1],
+            "steady_sync_cpu_s": cpu,
+            "steady_sync_wall_s": wall,
+            "due": due_in_window,
+            "started": taken,
+            "delay_p50_s": percentile(delays, 50) if delays else None,
+            "delay_p99_s": percentile(delays, 99) if delays else None,
+            "delay_max_s": max(delays) if delays else None,
+            "cpu_fraction": run_cpu / run_wall,
+            "max_rss_mib": max_rss,
+        },
+    )
     db.dispose()
     shutil.rmtree(work, ignore_errors=True)
 

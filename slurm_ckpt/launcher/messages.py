@@ -92,7 +92,8 @@ class RestartReport:
     at: datetime
     seq: int | None = None  # the image restored from
     attempts: list[dict[str, Any]] = field(default_factory=list)  # [{"seq": N, "error": "..."}]
-    restore_seconds: float = 0.0
+    restore_seconds: float = 0.0  # the image's verify, roll-back and CRIU restore
+    launcher_seconds: float = 0.0  # from the launcher's process start to this report
 
     def to_json(self) -> bytes:
         data: dict[str, Any] = asdict(self)

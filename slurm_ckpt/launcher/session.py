@@ -46,6 +46,19 @@ _PR_SET_NO_NEW_PRIVS = 38
 _RESTORE_LEFTOVERS = ("stats-restore",)
 
 
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up included), 0 if unknown.
+
+    A restart report carries it so that the time a restart costs us, from
+    Slurm starting the launcher to the job working again, is on record."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+
+
 def _child_setup() -> None:
     """Runs in the workload's process between fork and exec."""
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
@@ -170,6 +183,7 @@ class Session:
             seq=seq,
             attempts=attempts,
             restore_seconds=seconds,
+            launcher_seconds=process_age(),
         )
 
     def _restore_one(self, seq: int) -> int:

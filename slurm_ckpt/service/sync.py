@@ -191,8 +191,11 @@ class Syncer:
             for a in report.get("attempts", [])
             if isinstance(a, dict)
         )
-        detail = f"restart {record.restart_count}: {outcome}" + (
-            f" ({failures})" if failures else ""
+        took = report.get("launcher_seconds")
+        detail = (
+            f"restart {record.restart_count}: {outcome}"
+            + (f" in {took:.2f}s" if isinstance(took, int | float) and took > 0 else "")
+            + (f" ({failures})" if failures else "")
         )
         self.catalog.record_event(record.id, kind, now, detail=detail, checkpoint_seq=seq)
         log.info("job %d: %s", record.slurm_job_id, detail)

@@ -7,21 +7,14 @@ import pytest
 
 from slurm_ckpt import config
 from slurm_ckpt.config import Settings, get_settings, load_settings
-from slurm_ckpt.errors import ConfigError
 
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def load_error(path: Path | None, env: dict[str, str] | None = None) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        load_settings(path, env or {})
-    message = str(info.value)
-    assert len(message.splitlines()) == 1
-    return info.value
+from .config_helpers import (
+    assert_env_value_refused,
+    assert_file_value_refused,
+    assert_settings,
+    load_error,
+    write_config,
+)
 
 
 def test_defaults_when_the_default_file_is_missing(
@@ -30,30 +23,36 @@ def test_defaults_when_the_default_file_is_missing(
     monkeypatch.setattr(config, "DEFAULT_CONFIG_PATH", tmp_path / "absent.toml")
     s = load_settings(None, {})
     assert s.config_file is None
-    assert s.paths.state_dir == Path("/var/lib/slurm-ckpt")
-    assert s.paths.store_root == Path("/var/lib/slurm-ckpt/store")
-    assert s.criu.binary == Path("/opt/slurm-ckpt/bin/criu-unpriv")
-    assert s.criu.root_binary == Path("/opt/slurm-ckpt/sbin/criu")
-    assert s.catalog.url == "sqlite:////var/lib/slurm-ckpt/catalog.db"
-    assert s.slurm.adapter == "cli"
-    assert s.slurm.command_timeout == 30.0
-    assert s.checkpoint.min_interval == 300
-    assert s.retention.keep_last == 3 and s.retention.keep_within is None
-    assert s.slurm.cluster == "cluster"
-    assert s.service.poll_interval == 5
-    assert s.service.max_concurrent_checkpoints == 4
-    assert s.service.log_level == "INFO"
+    assert_settings(
+        s,
+        {
+            "paths.state_dir": Path("/var/lib/slurm-ckpt"),
+            "paths.store_root": Path("/var/lib/slurm-ckpt/store"),
+            "criu.binary": Path("/opt/slurm-ckpt/bin/criu-unpriv"),
+            "criu.root_binary": Path("/opt/slurm-ckpt/sbin/criu"),
+            "catalog.url": "sqlite:////var/lib/slurm-ckpt/catalog.db",
+            "slurm.adapter": "cli",
+            "slurm.command_timeout": 30.0,
+            "checkpoint.min_interval": 300,
+            "retention.keep_last": 3,
+            "retention.keep_within": None,
+            "slurm.cluster": "cluster",
+            "service.poll_interval": 5,
+            "service.max_concurrent_checkpoints": 4,
+            "service.log_level": "INFO",
+        },
+    )
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    path = write(tmp_path, "")
+    path = write_config(tmp_path, "")
     s = load_settings(path, {})
     assert s.config_file == path
     assert s.service.max_concurrent_checkpoints == 4
 
 
 def test_file_values(tmp_path: Path) -> None:
-    path = write(
+    path = write_config(
         tmp_path,
         """
         [paths]
@@ -82,35 +81,41 @@ def test_file_values(tmp_path: Path) -> None:
         """,
     )
     s = load_settings(path, {})
-    assert s.paths.state_dir == Path("/srv/ckpt")
-    assert s.paths.store_root == Path("/shared/ckpt")
-    assert s.criu.binary == Path("/usr/local/bin/criu-user")
-    assert s.criu.root_binary == Path("/usr/local/sbin/criu")
-    # The catalog follows the configured state_dir unless set itself.
-    assert s.catalog.url == "sqlite:////srv/ckpt/catalog.db"
-    assert s.slurm.adapter == "pyslurm"
-    assert s.slurm.command_timeout == 12.5
-    assert s.checkpoint.min_interval == 5400
-    assert (s.retention.keep_last, s.retention.keep_within) == (0, 2 * 86400)
-    assert s.service.poll_interval == 30
-    assert s.service.max_concurrent_checkpoints == 16
-    assert s.service.log_level == "DEBUG"
+    assert_settings(
+        s,
+        {
+            "paths.state_dir": Path("/srv/ckpt"),
+            "paths.store_root": Path("/shared/ckpt"),
+            "criu.binary": Path("/usr/local/bin/criu-user"),
+            "criu.root_binary": Path("/usr/local/sbin/criu"),
+            # The catalog follows the configured state_dir unless set itself.
+            "catalog.url": "sqlite:////srv/ckpt/catalog.db",
+            "slurm.adapter": "pyslurm",
+            "slurm.command_timeout": 12.5,
+            "checkpoint.min_interval": 5400,
+            "retention.keep_last": 0,
+            "retention.keep_within": 2 * 86400,
+            "service.poll_interval": 30,
+            "service.max_concurrent_checkpoints": 16,
+            "service.log_level": "DEBUG",
+        },
+    )
 
 
 def test_integer_command_timeout_is_a_float(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, "[slurm]\ncommand_timeout = 7\n"), {})
+    s = load_settings(write_config(tmp_path, "[slurm]\ncommand_timeout = 7\n"), {})
     assert s.slurm.command_timeout == 7.0
     assert isinstance(s.slurm.command_timeout, float)
 
 
 def test_catalog_url_from_file(tmp_path: Path) -> None:
     url = "postgresql+psycopg://ckpt@db.example/ckpt"
-    s = load_settings(write(tmp_path, f'[catalog]\nurl = "{url}"\n'), {})
+    s = load_settings(write_config(tmp_path, f'[catalog]\nurl = "{url}"\n'), {})
     assert s.catalog.url == url
 
 
 def test_env_wins_over_file(tmp_path: Path) -> None:
-    path = write(
+    path = write_config(
         tmp_path,
         """
         [paths]
@@ -134,28 +139,33 @@ def test_env_wins_over_file(tmp_path: Path) -> None:
         "SLURM_CKPT_SERVICE_LOG_LEVEL": "WARNING",
     }
     s = load_settings(path, env)
-    assert s.paths.state_dir == Path("/from/env")
-    assert s.catalog.url == "postgresql://db/ckpt"
-    assert s.slurm.command_timeout == 2.5
-    assert s.service.max_concurrent_checkpoints == 8
-    assert s.service.poll_interval == 60
-    assert s.service.log_level == "WARNING"
+    assert_settings(
+        s,
+        {
+            "paths.state_dir": Path("/from/env"),
+            "catalog.url": "postgresql://db/ckpt",
+            "slurm.command_timeout": 2.5,
+            "service.max_concurrent_checkpoints": 8,
+            "service.poll_interval": 60,
+            "service.log_level": "WARNING",
+        },
+    )
 
 
 def test_env_state_dir_moves_the_default_catalog(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_PATHS_STATE_DIR": "/x/y"})
+    s = load_settings(write_config(tmp_path, ""), {"SLURM_CKPT_PATHS_STATE_DIR": "/x/y"})
     assert s.catalog.url == "sqlite:////x/y/catalog.db"
 
 
 def test_config_file_named_by_env(tmp_path: Path) -> None:
-    path = write(tmp_path, "[service]\nmax_concurrent_checkpoints = 9\n")
+    path = write_config(tmp_path, "[service]\nmax_concurrent_checkpoints = 9\n")
     s = load_settings(None, {"SLURM_CKPT_CONFIG": str(path)})
     assert s.config_file == path
     assert s.service.max_concurrent_checkpoints == 9
 
 
 def test_explicit_path_wins_over_env_file(tmp_path: Path) -> None:
-    path = write(tmp_path, "[service]\nmax_concurrent_checkpoints = 9\n")
+    path = write_config(tmp_path, "[service]\nmax_concurrent_checkpoints = 9\n")
     other = tmp_path / "other.toml"
     other.write_text("[service]\nmax_concurrent_checkpoints = 1\n", encoding="utf-8")
     s = load_settings(path, {"SLURM_CKPT_CONFIG": str(other)})
@@ -163,13 +173,13 @@ def test_explicit_path_wins_over_env_file(tmp_path: Path) -> None:
 
 
 def test_settings_are_frozen(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {})
+    s = load_settings(write_config(tmp_path, ""), {})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.service.log_level = "DEBUG"  # type: ignore[misc]
 
 
 def test_get_settings_loads_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    path = write(tmp_path, "[service]\nmax_concurrent_checkpoints = 7\n")
+    path = write_config(tmp_path, "[service]\nmax_concurrent_checkpoints = 7\n")
     monkeypatch.setenv("SLURM_CKPT_CONFIG", str(path))
     get_settings.cache_clear()
     try:
@@ -204,7 +214,7 @@ def test_empty_config_env_var() -> None:
 
 
 def test_invalid_toml(tmp_path: Path) -> None:
-    path = write(tmp_path, "[service\n")
+    path = write_config(tmp_path, "[service\n")
     err = load_error(path)
     assert f"{path} is not valid TOML" in str(err)
 
@@ -216,7 +226,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_unknown_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "[service]\nmax_concurent_checkpoints = 3\n")
+    path = write_config(tmp_path, "[service]\nmax_concurent_checkpoints = 3\n")
     err = load_error(path)
     assert str(err).startswith(f"config: unknown key service.max_concurent_checkpoints in {path}")
     assert "max_concurrent_checkpoints" in str(err)  # the known keys are listed
@@ -224,13 +234,13 @@ def test_unknown_key(tmp_path: Path) -> None:
 
 
 def test_unknown_section(tmp_path: Path) -> None:
-    err = load_error(write(tmp_path, "[servce]\npoll_interval = '5s'\n"))
+    err = load_error(write_config(tmp_path, "[servce]\npoll_interval = '5s'\n"))
     assert "unknown section [servce]" in str(err)
     assert "service" in str(err)
 
 
 def test_section_that_is_not_a_table(tmp_path: Path) -> None:
-    err = load_error(write(tmp_path, 'service = "fast"\n'))
+    err = load_error(write_config(tmp_path, 'service = "fast"\n'))
     assert "config: service = " in str(err)
     assert "must be a table" in str(err)
 
@@ -240,12 +250,12 @@ def test_section_not_a_table_even_when_env_sets_every_key(tmp_path: Path) -> Non
         "SLURM_CKPT_PATHS_STATE_DIR": "/a",
         "SLURM_CKPT_PATHS_STORE_ROOT": "/b",
     }
-    err = load_error(write(tmp_path, "paths = 3\n"), env)
+    err = load_error(write_config(tmp_path, "paths = 3\n"), env)
     assert "must be a table" in str(err)
 
 
 def test_count_zero_message(tmp_path: Path) -> None:
-    path = write(tmp_path, "[service]\nmax_concurrent_checkpoints = 0\n")
+    path = write_config(tmp_path, "[service]\nmax_concurrent_checkpoints = 0\n")
     err = load_error(path)
     assert str(err) == (
         f"config: service.max_concurrent_checkpoints = 0 in {path}: must be an integer >= 1"
@@ -282,13 +292,7 @@ def test_count_zero_message(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_file_value(tmp_path: Path, toml: str, key: str, problem: str) -> None:
-    path = write(tmp_path, toml)
-    err = load_error(path)
-    section = toml.split("]")[0].lstrip("[")
-    assert str(err).startswith(f"config: {section}.{key} = ")
-    assert f" in {path}: " in str(err)
-    assert problem in str(err)
-    assert err.key == f"{section}.{key}"
+    assert_file_value_refused(tmp_path, toml, key, problem)
 
 
 @pytest.mark.parametrize(
@@ -305,24 +309,23 @@ def test_invalid_file_value(tmp_path: Path, toml: str, key: str, problem: str) -
     ],
 )
 def test_invalid_env_value(tmp_path: Path, name: str, value: str, problem: str) -> None:
-    err = load_error(write(tmp_path, ""), {name: value})
+    err = assert_env_value_refused(tmp_path, name, value, problem)
     assert f"= {value!r}".replace("'", '"') in str(err)
-    assert f"in ${name}: " in str(err)
-    assert problem in str(err)
-    assert err.source == f"${name}"
 
 
 def test_env_integer_is_converted(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_RETENTION_KEEP_LAST": "10"})
+    s = load_settings(write_config(tmp_path, ""), {"SLURM_CKPT_RETENTION_KEEP_LAST": "10"})
     assert s.retention.keep_last == 10
 
 
 def test_unrelated_env_vars_are_ignored(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_SOMETHING_ELSE": "x", "PATH": "/bin"})
+    s = load_settings(
+        write_config(tmp_path, ""), {"SLURM_CKPT_SOMETHING_ELSE": "x", "PATH": "/bin"}
+    )
     assert s.service.max_concurrent_checkpoints == 4
 
 
 def test_message_value_is_shortened_and_one_line(tmp_path: Path) -> None:
     long_value = "x\n" * 200
-    err = load_error(write(tmp_path, f'[slurm]\nadapter = """{long_value}"""\n'))
+    err = load_error(write_config(tmp_path, f'[slurm]\nadapter = """{long_value}"""\n'))
     assert len(str(err)) < 300

@@ -7,43 +7,42 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.config import REQUEUE_CAUSES, load_settings
-from slurm_ckpt.errors import ConfigError
 from slurm_ckpt.slurm import states
 
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def load_error(path: Path, env: dict[str, str] | None = None) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        load_settings(path, env or {})
-    assert len(str(info.value).splitlines()) == 1
-    return info.value
+from .config_helpers import (
+    assert_env_value_refused,
+    assert_file_value_refused,
+    assert_settings,
+    load_error,
+    write_config,
+)
 
 
 def test_defaults(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {})
-    assert s.service.max_checkpoints_per_store == 2
-    assert s.service.checkpoint_deadline == 600
-    assert s.service.failure_backoff == 300
-    assert s.service.failure_backoff_max == 7200
-    assert s.service.give_up_after == 5
-    assert s.service.jitter_fraction == 0.1
-    assert s.service.metrics_port == 0
-    assert s.service.metrics_host == "127.0.0.1"
-    assert s.requeue.enabled is True
-    assert s.requeue.causes == frozenset({"FAILED", "OUT_OF_MEMORY", "NODE_FAIL"})
-    assert s.requeue.max_restarts == 3
-    assert s.walltime.chaining is False
-    assert s.walltime.max_chained_runs == 5
-    assert s.walltime.margin == 120
+    s = load_settings(write_config(tmp_path, ""), {})
+    assert_settings(
+        s,
+        {
+            "service.max_checkpoints_per_store": 2,
+            "service.checkpoint_deadline": 600,
+            "service.failure_backoff": 300,
+            "service.failure_backoff_max": 7200,
+            "service.give_up_after": 5,
+            "service.jitter_fraction": 0.1,
+            "service.metrics_port": 0,
+            "service.metrics_host": "127.0.0.1",
+            "requeue.enabled": True,
+            "requeue.causes": frozenset({"FAILED", "OUT_OF_MEMORY", "NODE_FAIL"}),
+            "requeue.max_restarts": 3,
+            "walltime.chaining": False,
+            "walltime.max_chained_runs": 5,
+            "walltime.margin": 120,
+        },
+    )
 
 
 def test_file_values(tmp_path: Path) -> None:
-    path = write(
+    path = write_config(
         tmp_path,
         """
         [service]
@@ -68,30 +67,34 @@ def test_file_values(tmp_path: Path) -> None:
         """,
     )
     s = load_settings(path, {})
-    assert s.service.max_checkpoints_per_store == 8
-    assert s.service.checkpoint_deadline == 1800
-    assert s.service.failure_backoff == 60
-    assert s.service.failure_backoff_max == 86400
-    assert s.service.give_up_after == 1
-    assert s.service.jitter_fraction == 0.0
-    assert isinstance(s.service.jitter_fraction, float)
-    assert s.service.metrics_port == 9464
-    assert s.service.metrics_host == "0.0.0.0"
-    assert s.requeue.enabled is False
-    assert s.requeue.causes == frozenset({"TIMEOUT", "PREEMPTED"})
-    assert s.requeue.max_restarts == 0
-    assert s.walltime.chaining is True
-    assert s.walltime.max_chained_runs == 0
-    assert s.walltime.margin == 300
+    assert_settings(
+        s,
+        {
+            "service.max_checkpoints_per_store": 8,
+            "service.checkpoint_deadline": 1800,
+            "service.failure_backoff": 60,
+            "service.failure_backoff_max": 86400,
+            "service.give_up_after": 1,
+            "service.jitter_fraction": 0.0,  # a float, though the file says 0
+            "service.metrics_port": 9464,
+            "service.metrics_host": "0.0.0.0",
+            "requeue.enabled": False,
+            "requeue.causes": frozenset({"TIMEOUT", "PREEMPTED"}),
+            "requeue.max_restarts": 0,
+            "walltime.chaining": True,
+            "walltime.max_chained_runs": 0,
+            "walltime.margin": 300,
+        },
+    )
 
 
 def test_empty_causes_list_is_allowed(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, "[requeue]\ncauses = []\n"), {})
+    s = load_settings(write_config(tmp_path, "[requeue]\ncauses = []\n"), {})
     assert s.requeue.causes == frozenset()
 
 
 def test_env_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, "[requeue]\ncauses = ['FAILED']\nenabled = true\n")
+    path = write_config(tmp_path, "[requeue]\ncauses = ['FAILED']\nenabled = true\n")
     env = {
         "SLURM_CKPT_SERVICE_MAX_CHECKPOINTS_PER_STORE": "3",
         "SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE": "15m",
@@ -109,20 +112,25 @@ def test_env_overrides(tmp_path: Path) -> None:
         "SLURM_CKPT_WALLTIME_MARGIN": "90s",
     }
     s = load_settings(path, env)
-    assert s.service.max_checkpoints_per_store == 3
-    assert s.service.checkpoint_deadline == 900
-    assert s.service.failure_backoff == 30
-    assert s.service.failure_backoff_max == 3600
-    assert s.service.give_up_after == 9
-    assert s.service.jitter_fraction == 0.25
-    assert s.service.metrics_port == 9100
-    assert s.service.metrics_host == "::1"
-    assert s.requeue.enabled is False
-    assert s.requeue.causes == frozenset({"NODE_FAIL", "TIMEOUT", "PREEMPTED"})
-    assert s.requeue.max_restarts == 7
-    assert s.walltime.chaining is True
-    assert s.walltime.max_chained_runs == 2
-    assert s.walltime.margin == 90
+    assert_settings(
+        s,
+        {
+            "service.max_checkpoints_per_store": 3,
+            "service.checkpoint_deadline": 900,
+            "service.failure_backoff": 30,
+            "service.failure_backoff_max": 3600,
+            "service.give_up_after": 9,
+            "service.jitter_fraction": 0.25,
+            "service.metrics_port": 9100,
+            "service.metrics_host": "::1",
+            "requeue.enabled": False,
+            "requeue.causes": frozenset({"NODE_FAIL", "TIMEOUT", "PREEMPTED"}),
+            "requeue.max_restarts": 7,
+            "walltime.chaining": True,
+            "walltime.max_chained_runs": 2,
+            "walltime.margin": 90,
+        },
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,12 +138,12 @@ def test_env_overrides(tmp_path: Path) -> None:
     [("true", True), ("1", True), ("on", True), ("Yes", True), ("false", False), ("0", False)],
 )
 def test_env_booleans(tmp_path: Path, word: str, value: bool) -> None:
-    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_WALLTIME_CHAINING": word})
+    s = load_settings(write_config(tmp_path, ""), {"SLURM_CKPT_WALLTIME_CHAINING": word})
     assert s.walltime.chaining is value
 
 
 def test_empty_env_causes_means_none(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, ""), {"SLURM_CKPT_REQUEUE_CAUSES": ""})
+    s = load_settings(write_config(tmp_path, ""), {"SLURM_CKPT_REQUEUE_CAUSES": ""})
     assert s.requeue.causes == frozenset()
 
 
@@ -176,13 +184,7 @@ def test_requeue_causes_are_finished_states_but_never_a_cancel_or_completion() -
     ],
 )
 def test_invalid_file_value(tmp_path: Path, toml: str, key: str, problem: str) -> None:
-    path = write(tmp_path, toml)
-    err = load_error(path)
-    section = toml.split("]")[0].lstrip("[")
-    assert str(err).startswith(f"config: {section}.{key} = ")
-    assert f" in {path}: " in str(err)
-    assert problem in str(err)
-    assert err.key == f"{section}.{key}"
+    assert_file_value_refused(tmp_path, toml, key, problem)
 
 
 @pytest.mark.parametrize(
@@ -199,26 +201,23 @@ def test_invalid_file_value(tmp_path: Path, toml: str, key: str, problem: str) -
     ],
 )
 def test_invalid_env_value(tmp_path: Path, name: str, value: str, problem: str) -> None:
-    err = load_error(write(tmp_path, ""), {name: value})
-    assert f"in ${name}: " in str(err)
-    assert problem in str(err)
-    assert err.source == f"${name}"
+    assert_env_value_refused(tmp_path, name, value, problem)
 
 
 def test_unknown_key_in_the_new_sections(tmp_path: Path) -> None:
-    err = load_error(write(tmp_path, "[walltime]\nchain = true\n"))
+    err = load_error(write_config(tmp_path, "[walltime]\nchain = true\n"))
     assert "unknown key walltime.chain" in str(err)
     assert "chaining" in str(err)
-    err = load_error(write(tmp_path, "[requeue]\ncause = []\n"))
+    err = load_error(write_config(tmp_path, "[requeue]\ncause = []\n"))
     assert "unknown key requeue.cause" in str(err)
 
 
 def test_backoff_maximum_below_the_backoff(tmp_path: Path) -> None:
-    err = load_error(write(tmp_path, '[service]\nfailure_backoff = "3h"\n'))
+    err = load_error(write_config(tmp_path, '[service]\nfailure_backoff = "3h"\n'))
     assert "failure_backoff_max (7200s) is shorter than service.failure_backoff (10800s)" in str(
         err
     )
     assert err.key == "service.failure_backoff_max"
     # Equal is fine: every retry then waits the same.
-    s = load_settings(write(tmp_path, '[service]\nfailure_backoff = "2h"\n'), {})
+    s = load_settings(write_config(tmp_path, '[service]\nfailure_backoff = "2h"\n'), {})
     assert s.service.failure_backoff == s.service.failure_backoff_max

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from slurm_ckpt.config import load_settings
@@ -147,3 +149,24 @@ def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path
     result = session.jobdir.result_file(1).read_text()
     assert '"kind": "final"' in result and '"ok": true' in result
     assert dumper.dumped == [FREE_PID]
+
+
+def test_process_age_counts_from_the_process_start(tmp_path: Path) -> None:
+    # A fresh interpreter that waits 0.5 s: its age includes its own start-up.
+    code = (
+        "import time; time.sleep(0.5)\n"
+        "from slurm_ckpt.launcher.session import process_age; print(process_age())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 0.5 <= float(out.stdout) < 10
+
+
+def test_a_restart_report_says_how_long_the_launcher_took(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    take(session.jobdir, dumper, 1)
+    write_published_images(session.jobdir, [1])
+    report = session._restore()
+    assert report.outcome == "restored"
+    # This test's process has run at least as long as the restore inside it.
+    assert report.launcher_seconds >= report.restore_seconds > 0

@@ -4,46 +4,27 @@ is not started: tests call the runner's pass (`actions.run`) and the tasks aroun
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from slurm_ckpt.config import load_settings
-from slurm_ckpt.db import migrate
-from slurm_ckpt.db.catalog import ActionRecord, Catalog, DumpResult, JobRecord
-from slurm_ckpt.db.session import open_database
+from slurm_ckpt.db.catalog import ActionRecord, DumpResult
 from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, EventKind
-from slurm_ckpt.dump.fake import FakeDumper
 from slurm_ckpt.errors import SlurmRejected
-from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.service.actions import RESTARTED
-from slurm_ckpt.service.app import Service
 from slurm_ckpt.service.checkpoints import Outcome
-from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-FREE_PID = 10_000_000  # above any pid_max
+from .service_fakes import CLUSTER, FakeWorld
+
 K = ActionKind
 A = ActionState
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class RecordingSlurm(FakeSlurm):
@@ -76,58 +57,17 @@ class RecordingSlurm(FakeSlurm):
 
 
 @dataclass
-class World:
-    service: Service
+class World(FakeWorld):
+    """The fake world, with the recording Slurm and a way to submit and follow actions."""
+
+    JOB_INTERVAL: ClassVar[int] = 600
+
     slurm: RecordingSlurm
-    catalog: Catalog
-    clock: Clock
-    store: Path
-    failing: dict[int, str] = field(default_factory=dict)  # slurm job id -> dump error
-    silent: set[int] = field(default_factory=set)  # jobs whose launcher does not answer
-
-    def job(self, job_id: int, **fields: object) -> JobInfo:
-        info = JobInfo(
-            job_id=job_id,
-            state="RUNNING",
-            user="alice",
-            uid=os.getuid(),
-            batch_host="node1",
-            node_list="node1",
-            start_time=START,
-            time_limit=None,
-            end_time=None,
-            restarts=0,
-            interval=600,
-        )
-        info = JobInfo(**{**info.__dict__, **fields})
-        self.slurm.add(info)
-        ensure_job_dir(self.store, job_id)
-        return info
-
-    def play_launcher(self, job_id: int, signal: str) -> None:
-        """The launcher's part, with the real launcher code and the fake dump backend."""
-        if job_id in self.silent:
-            return
-        jobdir = JobDir(self.store, job_id)
-        session = Session(
-            Job(job_id, 0, ["/bin/sh"], jobdir.path / "x", []),
-            jobdir,
-            FakeDumper(fail_dump=self.failing.get(job_id)),
-            self.service.settings,
-        )
-        session.child = FREE_PID
-        session.criu_version = "fake-1"
-        session.checkpoint()
-
-    def tracked(self, job_id: int) -> JobRecord:
-        record = self.catalog.find_job("test", job_id)
-        assert record is not None
-        return record
 
     def submit(self, kind: ActionKind, **fields: object) -> ActionRecord:
         return self.catalog.submit_action(
             kind,
-            cluster="test",
+            cluster=CLUSTER,
             requested_by="alice",
             now=self.clock(),
             **fields,  # type: ignore[arg-type]
@@ -144,43 +84,17 @@ class World:
             self.clock.advance(1)
 
 
-def make_service(world: World, **env: str) -> Service:
-    settings = load_settings(
-        env={
-            "SLURM_CKPT_PATHS_STORE_ROOT": str(world.store),
-            "SLURM_CKPT_CATALOG_URL": world.service.settings.catalog.url,
-            "SLURM_CKPT_LAUNCHER_DUMPER": "fake",
-            **env,
-        }
-    )
-    return Service(settings, world.catalog, world.slurm, cluster="test", clock=world.clock)
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     store = tmp_path / "store"
-    store.mkdir()
-    url = f"sqlite:///{tmp_path}/catalog.db"
-    settings = load_settings(
-        env={
-            "SLURM_CKPT_PATHS_STORE_ROOT": str(store),
-            "SLURM_CKPT_CATALOG_URL": url,
-            "SLURM_CKPT_RETENTION_KEEP_LAST": "2",
-            "SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE": "5m",
-            "SLURM_CKPT_SERVICE_MAX_CONCURRENT_CHECKPOINTS": "1",
-            "SLURM_CKPT_LAUNCHER_DUMPER": "fake",
-        }
-    )
-    migrate.upgrade(url)
-    db = open_database(url)
-    catalog = Catalog(db)
-    slurm = RecordingSlurm(store)
-    clock = Clock()
-    service = Service(settings, catalog, slurm, cluster="test", clock=clock)
-    w = World(service, slurm, catalog, clock, store)
-    slurm.on_signal = w.play_launcher
-    yield w
-    db.dispose()
+    with World.open(
+        store,
+        RecordingSlurm(store),
+        SLURM_CKPT_RETENTION_KEEP_LAST="2",
+        SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE="5m",
+        SLURM_CKPT_SERVICE_MAX_CONCURRENT_CHECKPOINTS="1",
+    ) as w:
+        yield w
 
 
 # checkpoint JOB
@@ -195,8 +109,7 @@ def test_checkpoint_action_runs_until_its_checkpoint_is_valid(world: World) -> N
     world.service.actions.run()
     running = world.action(action)
     assert (running.state, running.progress) == (A.RUNNING, "checkpoint 1 in flight")
-    world.silent.clear()
-    world.play_launcher(201, "USR1")
+    world.answer_late(201)
     world.tick(2)
 
     done = world.action(action)
@@ -285,8 +198,7 @@ def test_a_checkpoint_already_in_flight_is_followed_not_doubled(world: World) ->
 
     world.tick()
     assert world.action(action).progress == "checkpoint 1 in flight"
-    world.silent.clear()
-    world.play_launcher(206, "USR1")
+    world.answer_late(206)
     world.tick(2)
 
     assert world.action(action).detail.startswith("checkpoint 1 VALID")
@@ -323,8 +235,7 @@ def test_a_full_admission_waits_for_a_free_slot(world: World) -> None:
     world.tick(3)
     waiting = world.action(action)
     assert (waiting.state, waiting.progress) == (A.RUNNING, "waiting for a free checkpoint slot")
-    world.silent.clear()
-    world.play_launcher(208, "USR1")  # the slot frees at the next collect
+    world.answer_late(208)  # the slot frees at the next collect
     world.tick(3)
 
     assert world.action(action).detail.startswith("checkpoint 1 VALID")
@@ -415,8 +326,7 @@ def test_drain_drains_first_then_moves_every_job_of_the_node(world: World) -> No
     world.tick(2)
     moving = world.action(action)
     assert (moving.state, moving.progress) == (A.RUNNING, "1 of 2 jobs moved")
-    world.silent.clear()
-    world.play_launcher(215, "USR1")
+    world.answer_late(215)
     world.tick(2)
 
     done = world.action(action)
@@ -487,7 +397,7 @@ def test_gc_applies_retention_and_finishes_interrupted_deletions(world: World) -
     world.job(221)
     world.job(222)
     world.service.sync()
-    keep_all = make_service(world, SLURM_CKPT_RETENTION_KEEP_LAST="10")
+    keep_all = world.make_service(SLURM_CKPT_RETENTION_KEEP_LAST="10")
     for _ in range(4):
         keep_all.checkpoint_now(world.tracked(221).id)
         keep_all.collect()
@@ -537,7 +447,7 @@ def test_a_restarted_service_fails_what_it_left_running_and_runs_new_actions(
     world.service.actions.run()
     assert world.action(left).progress == "checkpoint 1 in flight"
     # The service dies; a new instance starts.
-    fresh = make_service(world)
+    fresh = world.make_service()
     world.service = fresh
     later = world.submit(K.GC)
 

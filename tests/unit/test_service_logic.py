@@ -7,126 +7,42 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from slurm_ckpt.config import load_settings
-from slurm_ckpt.db import migrate
-from slurm_ckpt.db.catalog import Catalog
-from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
-from slurm_ckpt.dump.fake import FakeDumper
 from slurm_ckpt.errors import CatalogUnavailable
-from slurm_ckpt.launcher.session import Job, Session
-from slurm_ckpt.service.app import Service
-from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
 
-START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-FREE_PID = 10_000_000  # above any pid_max
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class World:
-    service: Service
-    slurm: FakeSlurm
-    catalog: Catalog
-    clock: Clock
-    store: Path
-    launcher_fails: str | None = None
-
-    def job(self, job_id: int, **fields: object) -> JobInfo:
-        info = JobInfo(
-            job_id=job_id,
-            state="RUNNING",
-            user="alice",
-            uid=os.getuid(),
-            batch_host="node1",
-            node_list="node1",
-            start_time=START,
-            time_limit=None,
-            end_time=None,
-            restarts=0,
-            interval=60,
-        )
-        info = JobInfo(**{**info.__dict__, **fields})  # type: ignore[arg-type]
-        self.slurm.add(info)
-        ensure_job_dir(self.store, job_id)
-        return info
-
-    def play_launcher(self, job_id: int, signal: str) -> None:
-        """The launcher's part, with the real launcher code and the fake dump backend."""
-        jobdir = JobDir(self.store, job_id)
-        dumper = FakeDumper(fail_dump=self.launcher_fails)
-        session = Session(
-            Job(job_id, 0, ["/bin/sh"], jobdir.path / "x", []),
-            jobdir,
-            dumper,
-            self.service.settings,
-        )
-        session.child = FREE_PID
-        session.criu_version = "fake-1"
-        session.checkpoint()
-
-    def catalog_job(self, job_id: int):  # type: ignore[no-untyped-def]
-        record = self.catalog.find_job("test", job_id)
-        assert record is not None
-        return record
+from .service_fakes import START, FakeWorld
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    store = tmp_path / "store"
-    store.mkdir()
-    url = f"sqlite:///{tmp_path}/catalog.db"
-    settings = load_settings(
-        env={
-            "SLURM_CKPT_PATHS_STORE_ROOT": str(store),
-            "SLURM_CKPT_CATALOG_URL": url,
-            "SLURM_CKPT_RETENTION_KEEP_LAST": "2",
-            "SLURM_CKPT_SERVICE_GIVE_UP_AFTER": "3",
-            "SLURM_CKPT_SERVICE_FAILURE_BACKOFF": "1s",
-            "SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE": "5m",
-            "SLURM_CKPT_LAUNCHER_DUMPER": "fake",
-        }
-    )
-    migrate.upgrade(url)
-    db = open_database(url)
-    catalog = Catalog(db)
-    slurm = FakeSlurm()
-    clock = Clock()
-    service = Service(settings, catalog, slurm, cluster="test", clock=clock)
-    w = World(service, slurm, catalog, clock, store)
-    slurm.on_signal = w.play_launcher
-    yield w
-    db.dispose()
+def world(tmp_path: Path) -> Iterator[FakeWorld]:
+    with FakeWorld.open(
+        tmp_path / "store",
+        FakeSlurm(),
+        SLURM_CKPT_RETENTION_KEEP_LAST="2",
+        SLURM_CKPT_SERVICE_GIVE_UP_AFTER="3",
+        SLURM_CKPT_SERVICE_FAILURE_BACKOFF="1s",
+        SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE="5m",
+    ) as world:
+        yield world
 
 
 def test_a_running_job_is_tracked_and_scheduled_one_interval_after_its_start(
-    world: World,
+    world: FakeWorld,
 ) -> None:
     world.job(101, interval=600)
     world.clock.advance(30)
 
     world.service.sync()
 
-    record = world.catalog_job(101)
+    record = world.tracked(101)
     assert (record.state, record.interval_seconds, record.uid) == (
         JobState.RUNNING,
         600,
@@ -139,10 +55,10 @@ def test_a_running_job_is_tracked_and_scheduled_one_interval_after_its_start(
     assert START + timedelta(seconds=600) <= due <= START + timedelta(seconds=660)
 
 
-def test_checkpoint_request_result_valid_and_published(world: World) -> None:
+def test_checkpoint_request_result_valid_and_published(world: FakeWorld) -> None:
     world.job(102)
     world.service.sync()
-    record = world.catalog_job(102)
+    record = world.tracked(102)
 
     world.service.checkpoint_now(record.id)
     world.service.collect()
@@ -156,10 +72,10 @@ def test_checkpoint_request_result_valid_and_published(world: World) -> None:
     assert not world.service.checkpointer.in_flight()
 
 
-def test_retention_keeps_the_newest_two_and_deletes_older_files(world: World) -> None:
+def test_retention_keeps_the_newest_two_and_deletes_older_files(world: FakeWorld) -> None:
     world.job(103)
     world.service.sync()
-    record = world.catalog_job(103)
+    record = world.tracked(103)
     for _ in range(4):
         world.service.checkpoint_now(record.id)
         world.service.collect()
@@ -177,11 +93,11 @@ def test_retention_keeps_the_newest_two_and_deletes_older_files(world: World) ->
     assert published_images(jobdir) == [4, 3]
 
 
-def test_repeated_failures_back_off_then_mark_the_job_uncheckpointable(world: World) -> None:
+def test_repeated_failures_back_off_then_mark_the_job_uncheckpointable(world: FakeWorld) -> None:
     world.job(104)
     world.service.sync()
-    record = world.catalog_job(104)
-    world.launcher_fails = "inet: Connected TCP socket"
+    record = world.tracked(104)
+    world.failing[104] = "inet: Connected TCP socket"
 
     world.service.checkpoint_now(record.id)
     world.service.collect()
@@ -202,10 +118,10 @@ def test_repeated_failures_back_off_then_mark_the_job_uncheckpointable(world: Wo
     assert len(world.slurm.signals) == 3  # no more requests for an uncheckpointable job
 
 
-def test_a_request_without_result_fails_at_its_deadline(world: World) -> None:
+def test_a_request_without_result_fails_at_its_deadline(world: FakeWorld) -> None:
     world.job(105)
     world.service.sync()
-    record = world.catalog_job(105)
+    record = world.tracked(105)
     world.slurm.on_signal = None  # the launcher never answers
 
     world.service.checkpoint_now(record.id)
@@ -219,7 +135,7 @@ def test_a_request_without_result_fails_at_its_deadline(world: World) -> None:
     assert "no result within 300s" in str(checkpoint.error)
 
 
-def test_a_failed_job_is_requeued_by_policy_and_a_cancelled_one_is_not(world: World) -> None:
+def test_a_failed_job_is_requeued_by_policy_and_a_cancelled_one_is_not(world: FakeWorld) -> None:
     world.job(106)
     world.job(107)
     world.service.sync()
@@ -230,25 +146,30 @@ def test_a_failed_job_is_requeued_by_policy_and_a_cancelled_one_is_not(world: Wo
     world.service.sync()  # judged once only
 
     assert world.slurm.requeues == [106]
-    requeued = world.catalog_job(106)
+    requeued = world.tracked(106)
     assert requeued.restart_count == 1
     kinds = [e.kind for e in world.catalog.events(requeued.id)]
     assert kinds.count(EventKind.REQUEUED) == 1
-    refused = world.catalog.events(world.catalog_job(107).id)
+    refused = world.catalog.events(world.tracked(107).id)
     assert [e.kind for e in refused] == [EventKind.REQUEUE_REFUSED]
     assert "CANCELLED" in refused[0].detail
 
 
-def test_a_slurm_requeue_and_the_launchers_report_become_events(world: World) -> None:
+def test_a_slurm_requeue_and_the_launchers_report_become_events(world: FakeWorld) -> None:
     world.job(108)
     world.service.sync()
-    record = world.catalog_job(108)
+    record = world.tracked(108)
     world.slurm.set(108, restarts=1, node_list="node2", batch_host="node2")
     restarts = JobDir(world.store, 108).path / "restarts"
     restarts.mkdir()
     (restarts / "0001.json").write_text(
         json.dumps(
-            {"outcome": "fell_back", "seq": 1, "attempts": [{"seq": 2, "error": "checksum"}]}
+            {
+                "outcome": "fell_back",
+                "seq": 1,
+                "attempts": [{"seq": 2, "error": "checksum"}],
+                "launcher_seconds": 0.4213,
+            }
         )
     )
 
@@ -260,18 +181,17 @@ def test_a_slurm_requeue_and_the_launchers_report_become_events(world: World) ->
     assert kinds == sorted([EventKind.REQUEUED, EventKind.FELL_BACK])
     fell_back = next(e for e in events if e.kind == EventKind.FELL_BACK)
     assert fell_back.checkpoint_seq == 1 and "image 2: checksum" in fell_back.detail
+    assert fell_back.detail.startswith("restart 1: fell_back in 0.42s ")
     assert world.catalog.get_job(record.id).batch_host == "node2"
 
 
-def test_recovery_completes_a_request_whose_result_arrived_while_down(world: World) -> None:
+def test_recovery_completes_a_request_whose_result_arrived_while_down(world: FakeWorld) -> None:
     world.job(109)
     world.service.sync()
-    record = world.catalog_job(109)
+    record = world.tracked(109)
     world.service.checkpoint_now(record.id)  # the launcher answers at once...
     # ...but this instance dies before collecting. A new one starts:
-    fresh = Service(
-        world.service.settings, world.catalog, world.slurm, cluster="test", clock=world.clock
-    )
+    fresh = world.restarted_service()
 
     fresh.recover()
 
@@ -280,17 +200,11 @@ def test_recovery_completes_a_request_whose_result_arrived_while_down(world: Wor
 
 
 def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = load_settings(
-        env={
-            "SLURM_CKPT_PATHS_STORE_ROOT": str(world.store),
-            "SLURM_CKPT_CATALOG_URL": world.service.settings.catalog.url,
-            "SLURM_CKPT_WALLTIME_CHAINING": "true",
-            "SLURM_CKPT_WALLTIME_MARGIN": "2m",
-        }
+    service = world.make_service(
+        SLURM_CKPT_WALLTIME_CHAINING="true", SLURM_CKPT_WALLTIME_MARGIN="2m"
     )
-    service = Service(settings, world.catalog, world.slurm, cluster="test", clock=world.clock)
     world.service = service
     world.job(110, time_limit=600, end_time=START + timedelta(seconds=600))
     service.sync()
@@ -301,17 +215,17 @@ def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(
     service.collect()
 
     assert world.slurm.requeues == [110]
-    record = world.catalog_job(110)
+    record = world.tracked(110)
     (checkpoint,) = world.catalog.checkpoints(record.id)
     assert checkpoint.state == CheckpointState.VALID
     requeued = [e for e in world.catalog.events(record.id) if e.kind == EventKind.REQUEUED]
     assert len(requeued) == 1 and "walltime chaining, run 1" in requeued[0].detail
 
 
-def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: World) -> None:
+def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: FakeWorld) -> None:
     world.job(111)
     world.service.sync()
-    record = world.catalog_job(111)
+    record = world.tracked(111)
     world.slurm.on_signal = None  # the node dies before the launcher answers
     world.service.checkpoint_now(record.id)
     world.slurm.set(111, restarts=1, batch_host="node2", node_list="node2")
@@ -325,11 +239,11 @@ def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: Worl
 
 
 def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
-    world: World,
+    world: FakeWorld,
 ) -> None:
     world.job(112)
     world.service.sync()
-    record = world.catalog_job(112)
+    record = world.tracked(112)
     # Slurm's signal before a preemption: no request file, the launcher takes a final one.
     world.play_launcher(112, "USR1")
     world.slurm.set(112, restarts=1, state="PENDING", batch_host=None, node_list="")
@@ -348,11 +262,11 @@ def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
 
 
 def test_a_result_collected_while_the_catalog_is_down_is_completed_later(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world.job(113)
     world.service.sync()
-    record = world.catalog_job(113)
+    record = world.tracked(113)
     world.service.checkpoint_now(record.id)
 
     def down(*args: object, **kwargs: object) -> None:
@@ -369,15 +283,13 @@ def test_a_result_collected_while_the_catalog_is_down_is_completed_later(
     assert not world.service.checkpointer.in_flight()
 
 
-def test_a_request_recorded_but_never_sent_is_sent_again_on_recovery(world: World) -> None:
+def test_a_request_recorded_but_never_sent_is_sent_again_on_recovery(world: FakeWorld) -> None:
     world.job(114)
     world.service.sync()
-    record = world.catalog_job(114)
+    record = world.tracked(114)
     # The previous instance died between recording the request and sending it.
     world.catalog.request_checkpoint(record.id, world.clock.now)
-    fresh = Service(
-        world.service.settings, world.catalog, world.slurm, cluster="test", clock=world.clock
-    )
+    fresh = world.restarted_service()
 
     fresh.recover()
     fresh.collect()

@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""Write docs/benchmarks.md from the benchmarks' results files.
+
+    .venv/bin/python scripts/bench_report.py [RESULTS_DIR] [PAGE]
+
+RESULTS_DIR (default docs/bench-results) holds what `make bench` measured, one
+JSON file per benchmark (written with `--json` by each bench_*.py, see
+benchlib.py). Every number and every "met"/"not met" on the page is computed
+here from those files; the prose around them says what was measured and why.
+A missing results file leaves its section saying which target measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import benchlib
+
+Doc = dict[str, Any]
+
+# The targets the product set itself (issues and docs/architecture.md).
+CHECKPOINT_RATIO = 1.3  # launcher checkpoint / plain CRIU dump
+RESTORE_RATIO = 1.2  # launcher restore / plain CRIU restore
+SUMMARY_S = 0.5  # list-jobs summary of 10,000 jobs on PostgreSQL
+SYNC_CPU_S = 1.0  # one sync of 10,000 jobs
+DELAY_P99_S = 2.0  # schedule delay, jitter excluded
+RSS_MIB = 300.0  # service memory at 10,000 jobs
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def measured_on(doc: Doc) -> str:
+    m = doc["machine"]
+    return (
+        f"Measured {doc['measured_at']} at commit `{doc['commit']}` on {m['cpu']} "
+        f"({m['cores']} cores, {m['memory_gib']} GiB), kernel {m['kernel']}, "
+        f"Python {m['python']}, load average {m['load_1min']} at the start."
+    )
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def s(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# -- sections ------------------------------------------------------------------
+
+
+def checksum(doc: Doc) -> str:
+    p, r = doc["params"], doc["results"]
+    gib = p["size_mib"] / 1024
+    rows = [
+        [
+            row["name"],
+            s(row["warm_s"], 3),
+            s(gib / row["warm_s"], 1),
+            s(row["cold_s"], 3),
+            "-" if row["cold_s"] is None else s(gib / row["cold_s"], 2),
+        ]
+        for row in r["rows"]
+    ]
+    warm = {row["name"]: row["warm_s"] / gib for row in r["rows"]}
+    per_gib = ", ".join(
+        f"{name} {warm[name]:.2f} s" for name in ("xxh3_128", "sha256", "blake2b") if name in warm
+    )
+    return f"""## Checksum
+
+`scripts/bench_checksum.py` (`make bench-checksum`): a file of {p["size_mib"]} MiB of
+random bytes, {p["chunk_mib"]} MiB reads, median of {p["repeat"]} runs; "warm" with the
+file in the page cache (the case right after a dump), "cold" after evicting it
+with `posix_fadvise(DONTNEED)` (the case of `verify` on an older image).
+xxhash {r["xxhash"] or "not installed"}. {measured_on(doc)}
+
+{table(["algorithm", "warm s", "warm GiB/s", "cold s", "cold GiB/s"], rows)}
+
+Shipped: **{r["shipped"]}**. The budget is "hashing must not more than double
+a checkpoint's time". Right after a dump the image is in the page cache, where
+hashing costs per GiB: {per_gib}. Cold, the disk bounds every fast algorithm.
+The checksum detects corruption (torn writes, bit rot, truncation), not
+tampering: the image folder belongs to the job's user, who could rewrite a
+cryptographic hash as easily as the image, so a cryptographic hash would buy
+nothing. The algorithm's name is recorded in every manifest
+(`checksum_algorithm`), so a later change stays readable.
+"""
+
+
+def dump(doc: Doc) -> str:
+    rows, verdicts, overhead = [], [], []
+    for r in doc["results"]:
+        lc, cd, cs = r["launcher_checkpoint_s"], r["criu_dump_s"], r["criu_dump_sync_s"]
+        lr, cr = r["launcher_restore_s"], r["criu_restore_s"]
+        rows.append(
+            [
+                f"{r['mib']} MiB",
+                f"{r['image_bytes'] / 2**20:.0f} MiB",
+                f"{lc:.2f} s",
+                f"{cd:.2f} s",
+                f"{cs:.2f} s",
+                f"{lc / cd:.2f}x / {lc / cs:.2f}x",
+                f"{r['dd_fsync_s']:.2f} s",
+                f"{lr:.2f} s",
+                f"{cr:.2f} s",
+                f"{lr / cr:.2f}x",
+            ]
+        )
+        verdicts.append(
+            f"- {r['mib']} MiB: checkpoint {lc / cd:.2f}x a plain CRIU dump "
+            f"({met(lc / cd <= CHECKPOINT_RATIO)}), {lc / cs:.2f}x a dump made as durable "
+            f"({met(lc / cs <= CHECKPOINT_RATIO)}); restore {lr / cr:.2f}x "
+            f"({met(lr / cr <= RESTORE_RATIO)})."
+        )
+        overhead.append(
+            f"{r['mib']} MiB: dump {r['launcher_dump_s']:.2f} s (frozen "
+            f"{r['launcher_frozen_s']:.2f} s) of a {lc:.2f} s checkpoint; CRIU's restore "
+            f"{r['launcher_criu_restore_s']:.2f} s of a {lr:.2f} s restore"
+        )
+    head = [
+        "workload",
+        "image",
+        "launcher checkpoint",
+        "criu dump",
+        "criu dump + sync",
+        "ratio (plain / + sync)",
+        "dd + fsync",
+        "launcher restore",
+        "criu restore",
+        "ratio",
+    ]
+    p = doc["params"]
+    return f"""## Checkpoint and restore
+
+`scripts/bench_dump.py` (`make bench-dump`), as the test user, on workloads of
+resident, incompressible memory (one Python process), median of {p["repeat"]},
+images in `{p["dir"]}`, `sync` before each timed step; {p["criu"]}.
+{measured_on(doc)}
+
+- launcher checkpoint: SIGUSR1 with a request file to the launcher, until its
+  result file exists: CRIU dump through `criu swrk` (`--leave-running`,
+  unprivileged), open files recorded while frozen, every file hashed, fsynced,
+  manifest written, folder renamed into place;
+- launcher restore: a new launcher with `SLURM_RESTART_COUNT=1`, until its
+  restart report exists: Python start-up, full re-hash of the image,
+  credential check from the CRIU images, roll-back, `criu restore`;
+- plain CRIU: `criu-unpriv dump --leave-running` and `criu-unpriv restore -d`
+  on the same workload, and the same dump followed by `sync -f` (an image as
+  durable as the launcher's);
+- `dd` writing as many bytes with `conv=fsync` (the disk's own speed).
+
+{table(head, rows)}
+
+Targets: a checkpoint within {CHECKPOINT_RATIO}x of plain CRIU, a restore within
+{RESTORE_RATIO}x.
+
+{chr(10).join(verdicts)}
+
+Inside the launcher ({"; ".join(overhead)}). The rest of a checkpoint is
+hashing and fsync: an image that is not on disk must not be marked VALID, so
+the fsync stays even where a plain dump's pages may still sit in the page
+cache. The rest of a restore is fixed: starting Python, importing pycriu's
+image readers, and reading every byte of the image again to verify it, which
+is what detects a corrupt image and falls back to an older one. A restore
+happens once per requeue, after Slurm has spent seconds to minutes noticing
+the failure (next section).
+
+Incremental dumps (pre-dump with memory dirty tracking and parent images)
+would cut the checkpoint of a mostly idle job to its changed pages; they need
+the kernel's soft-dirty tracking (`criu check --feature mem_dirty_track`),
+which this kernel lacks, so every checkpoint is a full dump.
+"""
+
+
+def recovery(doc: Doc) -> str:
+    rows, p = doc["results"], doc["params"]
+
+    def col(key: str) -> list[float]:
+        return [float(r[key]) for r in rows]
+
+    def stats(key: str, digits: int = 1) -> list[str]:
+        values = col(key)
+        return [
+            s(statistics.median(values), digits),
+            s(min(values), digits),
+            s(max(values), digits),
+        ]
+
+    steps = [
+        ("Slurm: the node DOWN", "node_down_s", 1),
+        ("Slurm: the job requeued", "requeued_s", 1),
+        ("Slurm: the launcher started on the other node", "launched_s", 1),
+        ("ours: the launcher's start to the job restored", "ours_s", 2),
+        ("ours: of which verify, roll back and CRIU restore", "restore_s", 2),
+        ("the job working again", "restored_s", 1),
+        ("work lost (done after the restored image, done again)", "lost_work_s", 1),
+    ]
+    summary = table(
+        ["step", "median s", "min s", "max s"],
+        [[name, *stats(key, digits)] for name, key, digits in steps],
+    )
+    per_round = table(
+        ["round", "DOWN", "requeued", "launcher started", "restored", "ours", "lost work", "image"],
+        [
+            [
+                str(i + 1),
+                s(r["node_down_s"], 1),
+                s(r["requeued_s"], 1),
+                s(r["launched_s"], 1),
+                s(r["restored_s"], 1),
+                s(r["ours_s"], 2),
+                s(r["lost_work_s"], 1),
+                f"{r['image_bytes'] / 1024:.0f} KiB",
+            ]
+            for i, r in enumerate(rows)
+        ],
+    )
+    total = statistics.median(col("restored_s"))
+    ours = statistics.median(col("ours_s"))
+    slurm = statistics.median(col("launched_s"))
+    lost = statistics.mean(col("lost_work_s"))
+    return f"""## Node failure to running again, and the work lost
+
+`scripts/bench_recovery.py` (`make bench-recovery`) on the local cluster with
+slurm-ckptd: one job with `--checkpoint={p["interval_s"]}s` counts in steps of
+{p["step_s"]} s; {p["rounds"]} times, at a random moment after a checkpoint of its
+current run, its node is killed (slurmd, slurmstepd and the job, as in a power
+loss) and the bench times each step from the kill. Afterwards the job must end
+COMPLETED with the output of an uninterrupted run (it did, or the bench would
+have failed). Cluster settings: `SlurmdTimeout={p.get("SlurmdTimeout", "?")}`,
+`MessageTimeout={p.get("MessageTimeout", "?")}`, `AuthInfo={p.get("AuthInfo", "?")}`.
+{measured_on(doc)}
+
+{summary}
+
+Per round (seconds after the kill):
+
+{per_round}
+
+Of the {total:.1f} s from the kill to the job working again, Slurm takes
+{slurm:.1f} s (median): noticing the node is gone (`SlurmdTimeout`), requeuing,
+and holding the requeued job back for the credential lifetime
+(`cred_expire`), and starting the batch step; ours is {ours:.2f} s, from the
+launcher's start to the restored process working (the interpreter's
+start-up, verifying the image, rolling back the output files, CRIU's
+restore), as the launcher's restart report records it. On a production cluster
+(`SlurmdTimeout=300` by default) Slurm's share is minutes.
+
+The work lost is measured from the moment the restored image was taken (its
+dump and commit counted as lost: an upper bound) to the kill: {lost:.1f} s on
+average with a {p["interval_s"]} s interval. A kill at a random moment loses on
+average half an interval plus the time a checkpoint takes; a shorter interval
+loses less and costs more dumps (previous section).
+"""
+
+
+def catalog(doc: Doc) -> str:
+    p, dbs = doc["params"], doc["results"]
+    rows = [
+        [
+            r["version"],
+            s(r["summary_cold_s"], 3),
+            s(r["summary_median_s"], 3),
+            s(r["summary_max_s"], 3),
+            s(r["newest_valid_median_ms"], 2),
+            s(r["newest_valid_p95_ms"], 2),
+            s(r["fill_s"], 1),
+        ]
+        for r in dbs.values()
+    ]
+    pg = dbs.get("postgresql")
+    verdict = (
+        f"Target: the summary of {p['jobs']:,} jobs in under {SUMMARY_S} s on PostgreSQL: "
+        f"{met(pg['summary_max_s'] < SUMMARY_S)} (worst timed run {pg['summary_max_s']:.3f} s)."
+        if pg
+        else "PostgreSQL was not measured in this run."
+    )
+    head = [
+        "database",
+        "summary: cold s",
+        "median s",
+        "max s",
+        "newest valid: median ms",
+        "p95 ms",
+        "fill s",
+    ]
+    return f"""## Catalog
+
+`scripts/bench_catalog.py` (`make bench-catalog`): a fresh catalog per database,
+migrated with the project's migrations, filled with {p["jobs"]:,} running jobs and
+{p["per_job"]} checkpoints each ({p["jobs"] * p["per_job"]:,} rows: per job mostly
+DELETED, one FAILED, a few VALID, a REQUESTED newest for one job in ten), then
+`ANALYZE`. Timed through the public `Catalog` API, as the service and
+`ckpt-admin` call it (a transaction, the query, turning rows into records):
+
+- summary: `job_summaries()`, every job with its last valid checkpoint time,
+  number valid, their bytes and restarts, in one query; one untimed warm-up,
+  then the first timed run ("cold") and the median and maximum of
+  {p["repeat"]} more;
+- newest valid: `newest_valid(job)` for {p["lookups"]:,} random jobs, one
+  transaction per lookup.
+
+PostgreSQL over local TCP with default server settings (a database with a
+random name, dropped afterwards); SQLite in WAL mode, a file in /tmp;
+SQLAlchemy {p["sqlalchemy"]}. {measured_on(doc)}
+
+{table(head, rows)}
+
+{verdict} The summary's cost is mostly per-row Python work (UTC datetimes,
+enums, records), so it grows linearly with the number of jobs; the
+newest-valid lookup reads the index `ix_checkpoints_job_id_state_seq`.
+"""
+
+
+def service(doc: Doc) -> str:
+    p, r = doc["params"], doc["results"]
+    rows = [
+        [
+            "first sync (tracks every job)",
+            f"{r['first_sync_cpu_s']:.2f} s CPU, {r['first_sync_wall_s']:.2f} s wall",
+            "",
+        ],
+        [
+            "steady sync, median of 5",
+            f"{r['steady_sync_cpu_s']:.2f} s CPU, {r['steady_sync_wall_s']:.2f} s wall",
+            f"under {SYNC_CPU_S:.0f} s CPU: {met(r['steady_sync_cpu_s'] < SYNC_CPU_S)}",
+        ],
+        ["checkpoints due in the run / started", f"{r['due']} / {r['started']}", ""],
+        [
+            "schedule delay p50 / p99 / max",
+            f"{s(r['delay_p50_s'])} / {s(r['delay_p99_s'])} / {s(r['delay_max_s'])} s",
+            f"p99 under {DELAY_P99_S:.0f} s: "
+            + met(r["delay_p99_s"] is not None and r["delay_p99_s"] < DELAY_P99_S),
+        ],
+        ["service CPU during the run", f"{r['cpu_fraction'] * 100:.0f} % of one core", ""],
+        [
+            "resident memory (max)",
+            f"{r['max_rss_mib']:.0f} MiB",
+            f"under {RSS_MIB:.0f} MiB: {met(r['max_rss_mib'] < RSS_MIB)}",
+        ],
+    ]
+    per_job_us = r["steady_sync_cpu_s"] / p["jobs"] * 1e6
+    return f"""## The service at {p["jobs"]:,} jobs
+
+`scripts/bench_service.py` (`make bench-service`): slurm-ckptd's own code (sync,
+per-job schedules, admission, request -> result, retention) with the real
+APScheduler and a real SQLite catalog, against a fake Slurm holding
+{p["jobs"]:,} running jobs and the fake dump backend playing the launcher (it
+commits a small image through the real store code: hashing, manifest, fsync,
+rename). Every job has a {p["interval_s"] // 60}-minute interval; their due times
+are spread so that {p["due_per_second"]:g} fall due per second during a
+{p["seconds"]:.0f} s run. The first sync tracks every job in one transaction and
+schedules it; the steady ones change nothing. The schedule delay is measured
+by the service itself (`slurm_ckpt_schedule_delay_seconds`): from the time a
+checkpoint was due (its jitter included) to the request being sent.
+{measured_on(doc)}
+
+{table(["measure", "value", "target"], rows)}
+
+A sync costs about {per_job_us:.0f} µs of CPU per job, mostly turning Slurm's
+answer and the catalog rows into records. The delay's tail comes from the
+collect task and the sync sharing one interpreter: a collect run that finds
+the previous one still running is skipped, so a request waits for the next
+slot.
+"""
+
+
+def load(doc: Doc) -> str:
+    p, r = doc["params"], doc["results"]
+    rows = [
+        ["checkpoints per job", f"{r['min_checkpoints']}-{r['max_checkpoints']}"],
+        [
+            "longest gap between two checkpoints of a job",
+            f"{r['worst_gap_s']:.1f} s (bound {r['gap_bound_s']:.1f} s)",
+        ],
+        [
+            "checkpoints in flight at once (peak)",
+            f"{r['peak_in_flight']:.0f} (cap {r['cap']}, per store {r['per_store_cap']})",
+        ],
+        ["failed checkpoints (each with its reason)", str(r["failed"])],
+        ["service CPU", f"{r['cpu_fraction'] * 100:.1f} % of one core"],
+        ["service resident memory", f"{r['rss_mib']:.0f} MiB"],
+    ]
+    return f"""## Load on the local cluster
+
+`tests/integration/test_load.py` (part of `make test`; `make bench-load` runs it
+alone and keeps its numbers): {p["jobs"]} checkpointed jobs running at once on the
+two local nodes, `--checkpoint={p["interval_s"]}s`, for {p["run_s"]} s, with the real
+service, launcher and CRIU. The test fails when a job's gap exceeds the bound
+(interval, jitter and admission), when in-flight checkpoints exceed the cap,
+or when a failed checkpoint has no reason. {measured_on(doc)}
+
+{table(["measure", "value"], rows)}
+"""
+
+
+SECTIONS: list[tuple[str, str, Callable[[Doc], str]]] = [
+    ("dump", "make bench-dump", dump),
+    ("recovery", "make bench-recovery", recovery),
+    ("service", "make bench-service", service),
+    ("catalog", "make bench-catalog", catalog),
+    ("load", "make bench-load", load),
+    ("checksum", "make bench-checksum", checksum),
+]
+
+
+def render(results: Path) -> str:
+    parts = [
+        "# Benchmarks\n\n"
+        "Written by `make bench` (`scripts/bench_report.py`) from the results in\n"
+        f"`{results.name}/`, one file per benchmark: edit the script, not this page.\n"
+        "Each section names the script that measures it, the commit and the machine.\n"
+        "`make bench-report` rewrites the page from the files without measuring again.\n"
+    ]
+    for name, target, section in SECTIONS:
+        path = results / f"{name}.json"
+        if path.exists():
+            parts.append(section(json.loads(path.read_text())))
+        else:
+            parts.append(f"## {name}\n\nNot measured yet: run `{target}`.\n")
+    return "\n".join(parts)
+
+
+def main(argv: list[str]) -> int:
+    results = Path(argv[1]) if len(argv) > 1 else benchlib.REPO / "docs" / "bench-results"
+    page = Path(argv[2]) if len(argv) > 2 else benchlib.REPO / "docs" / "benchmarks.md"
+    if not results.is_dir():
+        print(f"bench-report: {results} does not exist: run make bench first", file=sys.stderr)
+        return 2
+    page.write_text(render(results))
+    print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
