@@ -180,8 +180,9 @@ def main() -> int:
     uid = int(run("id", "-u", USER))
     os.chown(work, uid, -1)
     work.chmod(0o755)
-    # Enough work for every round (each at most about a minute) and then some.
-    steps = int((args.rounds * (60 + 2 * args.interval) + 30) / STEP_S)
+    # Enough work for every round: a checkpoint after the restore (an interval,
+    # its jitter, admission), a random wait within an interval, the lost work.
+    steps = int((args.rounds * (3 * args.interval + 10) + 30) / STEP_S)
     out = work / "count.out"
     script = work / "count.sh"
     script.write_text(JOB.format(interval=args.interval, out=out, steps=steps, step=STEP_S))

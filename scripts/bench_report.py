@@ -55,6 +55,11 @@ def s(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def cells(row: Doc, spec: list[tuple[str, int]]) -> list[str]:
+    """The row's values under `spec`'s keys, each with its number of digits."""
+    return [s(row[key], digits) for key, digits in spec]
+
+
 # -- sections ------------------------------------------------------------------
 
 
@@ -122,9 +127,9 @@ def dump(doc: Doc) -> str:
             f"({met(lr / cr <= RESTORE_RATIO)})."
         )
         overhead.append(
-            f"{r['mib']} MiB: dump {r['launcher_dump_s']:.2f} s (frozen "
-            f"{r['launcher_frozen_s']:.2f} s) of a {lc:.2f} s checkpoint; CRIU's restore "
-            f"{r['launcher_criu_restore_s']:.2f} s of a {lr:.2f} s restore"
+            f"{r['mib']} MiB: the dump took {r['launcher_dump_s']:.2f} s (frozen "
+            f"{r['launcher_frozen_s']:.2f} s) of a {lc:.2f} s checkpoint; verify, roll-back "
+            f"and CRIU's restore {r['launcher_criu_restore_s']:.2f} s of a {lr:.2f} s restore"
         )
     head = [
         "workload",
@@ -139,11 +144,12 @@ def dump(doc: Doc) -> str:
         "ratio",
     ]
     p = doc["params"]
+    criu = p["criu"].removeprefix("Version:").strip()
     return f"""## Checkpoint and restore
 
 `scripts/bench_dump.py` (`make bench-dump`), as the test user, on workloads of
 resident, incompressible memory (one Python process), median of {p["repeat"]},
-images in `{p["dir"]}`, `sync` before each timed step; {p["criu"]}.
+images in `{p["dir"]}`, `sync` before each timed step; CRIU {criu}.
 {measured_on(doc)}
 
 - launcher checkpoint: SIGUSR1 with a request file to the launcher, until its
@@ -168,9 +174,10 @@ Targets: a checkpoint within {CHECKPOINT_RATIO}x of plain CRIU, a restore within
 Inside the launcher ({"; ".join(overhead)}). The rest of a checkpoint is
 hashing and fsync: an image that is not on disk must not be marked VALID, so
 the fsync stays even where a plain dump's pages may still sit in the page
-cache. The rest of a restore is fixed: starting Python, importing pycriu's
-image readers, and reading every byte of the image again to verify it, which
-is what detects a corrupt image and falls back to an older one. A restore
+cache. What a restore adds to CRIU's is mostly fixed: starting Python,
+importing pycriu's image readers, and reading every byte of the image again
+to verify it, which is what detects a corrupt image and falls back to an
+older one. A restore
 happens once per requeue, after Slurm has spent seconds to minutes noticing
 the failure (next section).
 
@@ -213,12 +220,8 @@ def recovery(doc: Doc) -> str:
         [
             [
                 str(i + 1),
-                s(r["node_down_s"], 1),
-                s(r["requeued_s"], 1),
-                s(r["launched_s"], 1),
-                s(r["restored_s"], 1),
-                s(r["ours_s"], 2),
-                s(r["lost_work_s"], 1),
+                *cells(r, [(k, 1) for k in ("node_down_s", "requeued_s", "launched_s")]),
+                *cells(r, [("restored_s", 1), ("ours_s", 2), ("lost_work_s", 1)]),
                 f"{r['image_bytes'] / 1024:.0f} KiB",
             ]
             for i, r in enumerate(rows)
@@ -268,12 +271,8 @@ def catalog(doc: Doc) -> str:
     rows = [
         [
             r["version"],
-            s(r["summary_cold_s"], 3),
-            s(r["summary_median_s"], 3),
-            s(r["summary_max_s"], 3),
-            s(r["newest_valid_median_ms"], 2),
-            s(r["newest_valid_p95_ms"], 2),
-            s(r["fill_s"], 1),
+            *cells(r, [("summary_cold_s", 3), ("summary_median_s", 3), ("summary_max_s", 3)]),
+            *cells(r, [("newest_valid_median_ms", 2), ("newest_valid_p95_ms", 2), ("fill_s", 1)]),
         ]
         for r in dbs.values()
     ]
@@ -387,6 +386,7 @@ def load(doc: Doc) -> str:
             f"{r['peak_in_flight']:.0f} (cap {r['cap']}, per store {r['per_store_cap']})",
         ],
         ["failed checkpoints (each with its reason)", str(r["failed"])],
+        *(["reason", f"`{reason}`".replace("|", "\\|")] for reason in r.get("failed_reasons", [])),
         ["service CPU", f"{r['cpu_fraction'] * 100:.1f} % of one core"],
         ["service resident memory", f"{r['rss_mib']:.0f} MiB"],
     ]
@@ -414,10 +414,11 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], str]]] = [
 
 
 def render(results: Path) -> str:
+    shown = results.relative_to(benchlib.REPO) if results.is_relative_to(benchlib.REPO) else results
     parts = [
         "# Benchmarks\n\n"
         "Written by `make bench` (`scripts/bench_report.py`) from the results in\n"
-        f"`{results.name}/`, one file per benchmark: edit the script, not this page.\n"
+        f"`{shown}/`, one file per benchmark: edit the script, not this page.\n"
         "Each section names the script that measures it, the commit and the machine.\n"
         "`make bench-report` rewrites the page from the files without measuring again.\n"
     ]

@@ -390,6 +390,14 @@ class Catalog:
             )
             return [EventRecord.of(row) for row in rows]
 
+    def count_events(self, job_id: int, kind: EventKind, detail_prefix: str = "") -> int:
+        """How many events of `kind` the job has whose detail starts with `detail_prefix`."""
+        with self.db.session() as session:
+            query = select(func.count(Event.id)).where(Event.job_id == job_id, Event.kind == kind)
+            if detail_prefix:
+                query = query.where(Event.detail.startswith(detail_prefix, autoescape=True))
+            return int(session.scalar(query) or 0)
+
     # Checkpoints
 
     def request_checkpoint(self, job_id: int, now: datetime) -> CheckpointRecord:

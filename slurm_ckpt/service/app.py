@@ -37,6 +37,7 @@ from slurm_ckpt.service.actions import ActionRunner
 from slurm_ckpt.service.checkpoints import Checkpointer, Outcome, Sent
 from slurm_ckpt.service.metrics import Health, Metrics
 from slurm_ckpt.service.policy import (
+    CHAINED_REQUEUE,
     Admission,
     FailureTracker,
     RequeuePolicy,
@@ -117,14 +118,17 @@ class Service:
             on_requeue=lambda cause: self.metrics.requeues.labels(cause=cause).inc(),
             on_interrupted=self.checkpointer.adopt_unrequested,
         )
+        self._executor = ThreadPoolExecutor(max_workers=4)
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=4)},
+            executors={"default": self._executor},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
             timezone=UTC,
         )
         self._scheduled: dict[int, int] = {}  # catalog job id -> interval it is scheduled at
         self._chain_pending: set[int] = set()  # jobs whose final checkpoint precedes a requeue
         self._due: dict[int, datetime] = {}  # catalog job id -> when its checkpoint was due
+        # Jobs refused by admission, oldest first: a freed slot goes to them at once.
+        self._waiting: dict[int, None] = {}
         self.scheduler.add_listener(self._note_due, EVENT_JOB_SUBMITTED)
         self._lock = threading.Lock()
         self.last_sync: datetime | None = None
@@ -156,8 +160,13 @@ class Service:
         )
 
     def stop(self) -> None:
+        """Stop scheduling, then wait for the tasks still running."""
         self.stopped.set()
-        self.scheduler.shutdown(wait=True)
+        # Not shutdown(wait=True): APScheduler holds its job-store lock while it
+        # waits, and a running task that calls the scheduler (an admission retry,
+        # a schedule change) would wait for that lock forever.
+        self.scheduler.shutdown(wait=False)
+        self._executor._pool.shutdown(wait=True)
         log.info("slurm-ckptd stopped")
 
     def health(self) -> Health:
@@ -219,11 +228,29 @@ class Service:
 
     def collect(self) -> None:
         try:
-            self.checkpointer.collect(self.clock())
+            outcomes = self.checkpointer.collect(self.clock())
         except CatalogError as exc:
             self.metrics.catalog_up.set(0)
             log.warning("results not collected, catalog unavailable: %s", exc)
+            outcomes = []
         self.metrics.checkpoints_in_flight.set(len(self.checkpointer.in_flight()))
+        if outcomes:
+            self._admit_waiting(len(outcomes))
+
+    def _admit_waiting(self, freed: int) -> None:
+        """Run the retries of the jobs waiting longest now, one per freed slot,
+        instead of at their retry time."""
+        with self._lock:
+            queue = list(self._waiting)
+        for job_id in queue:
+            if freed <= 0:
+                return
+            try:
+                self.scheduler.modify_job(f"retry-{job_id}", next_run_time=self.clock())
+                freed -= 1
+            except JobLookupError:  # its retry is running or the job left: not waiting
+                with self._lock:
+                    self._waiting.pop(job_id, None)
 
     def checkpoint_now(self, job_id: int, kind: str = "periodic") -> Sent:
         """The per-job scheduled task (also used for admin requests)."""
@@ -239,6 +266,11 @@ class Service:
             log.warning("job %d: checkpoint not requested: %s", job_id, exc)
             return Sent.FAILED
         due = self._due.get(job_id)
+        with self._lock:
+            if sent == Sent.ADMISSION_FULL:
+                self._waiting.setdefault(job_id, None)  # keeps its place in the queue
+            else:
+                self._waiting.pop(job_id, None)
         if sent == Sent.ADMISSION_FULL:
             # Wait for a free slot, not for the next interval.
             self.scheduler.add_job(
@@ -305,6 +337,7 @@ class Service:
 
     def _unschedule(self, job_id: int) -> None:
         self._scheduled.pop(job_id, None)
+        self._waiting.pop(job_id, None)
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(f"ckpt-{job_id}")
 
@@ -350,7 +383,7 @@ class Service:
         self.syncer.chained[job.id] = runs
         self.catalog.record_requeue(
             job.id,
-            f"walltime chaining, run {runs}: "
+            f"{CHAINED_REQUEUE} {runs}: "
             + (
                 f"from checkpoint {outcome.seq}"
                 if outcome.valid

@@ -205,6 +205,11 @@ class RequeuePolicy:
         )
 
 
+# The detail of every requeue event walltime chaining records starts with this:
+# counting those events gives a job's chained runs after the service restarts.
+CHAINED_REQUEUE = "walltime chaining, run"
+
+
 @dataclass(frozen=True)
 class ChainDecision:
     act: bool  # take a final checkpoint now and requeue the job afterwards

@@ -17,7 +17,7 @@ from pathlib import Path
 from slurm_ckpt.db.catalog import Catalog, JobRecord, NewJob
 from slurm_ckpt.db.states import EventKind, JobState
 from slurm_ckpt.errors import CkptError, SlurmError
-from slurm_ckpt.service.policy import RequeuePolicy, WalltimeChaining
+from slurm_ckpt.service.policy import CHAINED_REQUEUE, RequeuePolicy, WalltimeChaining
 from slurm_ckpt.slurm import states
 from slurm_ckpt.slurm.base import JobInfo, SlurmAdapter
 from slurm_ckpt.store.layout import JobDir
@@ -107,14 +107,7 @@ class Syncer:
                 continue
             if info.is_running and info.batch_host:
                 result.running[record.id] = (record, info)
-                chain = self.walltime.due(
-                    running=True,
-                    end_time=info.end_time,
-                    now=now,
-                    chained_runs=self.chained.get(record.id, 0),
-                    opted_out=False,
-                )
-                if chain.act:
+                if self._walltime_due(record, info, now):
                     result.walltime_due.append((record, info))
             elif info.is_finished and before in OPEN and self._judge(record, info, now):
                 # Judged once, when the catalog first sees it finished: a restarted
@@ -126,6 +119,23 @@ class Syncer:
                 self.catalog.update_job(record.id, now, state=JobState.COMPLETED)
                 log.info("job %d: gone from Slurm, closed", record.slurm_job_id)
         return result
+
+    def _walltime_due(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
+        def decide(runs: int) -> bool:
+            return self.walltime.due(
+                running=True, end_time=info.end_time, now=now, chained_runs=runs, opted_out=False
+            ).act
+
+        if not decide(self.chained.get(record.id, 0)):
+            return False
+        if record.id in self.chained:
+            return True
+        # Near the limit and no run chained by this instance: runs chained before a
+        # restart of the service are in the catalog (one query, for this job only).
+        runs = self.catalog.count_events(record.id, EventKind.REQUEUED, CHAINED_REQUEUE)
+        if runs:
+            self.chained[record.id] = runs
+        return decide(runs)
 
     def _track_new(self, new: list[JobInfo], known: dict[int, JobRecord], now: datetime) -> None:
         """Start tracking new jobs in one transaction (a thousand may appear at once)."""

@@ -163,6 +163,20 @@ def test_requeue_counts_a_restart_and_records_an_event(catalog: Catalog) -> None
         catalog.record_requeue(job.id + 100, "x", NOW)
 
 
+def test_events_are_counted_by_kind_and_detail_prefix(catalog: Catalog) -> None:
+    job = catalog.track_job(new_job(), NOW)
+    other = catalog.track_job(new_job(slurm_job_id=4243), NOW)
+    for detail in ("walltime chaining, run 1: x", "walltime chaining, run 2: y", "node1 down"):
+        catalog.record_requeue(job.id, detail, NOW)
+    catalog.record_requeue(other.id, "walltime chaining, run 1: z", NOW)
+    catalog.record_event(job.id, EventKind.RESTORED, NOW, detail="walltime chaining, run 9")
+    assert catalog.count_events(job.id, EventKind.REQUEUED, "walltime chaining, run") == 2
+    assert catalog.count_events(job.id, EventKind.REQUEUED) == 3
+    # The prefix is literal text, not a LIKE pattern.
+    assert catalog.count_events(job.id, EventKind.REQUEUED, "walltime%") == 0
+    assert catalog.count_events(job.id, EventKind.REQUEUED, "node_ down") == 0
+
+
 def test_events_newest_first_with_limit(catalog: Catalog) -> None:
     job = catalog.track_job(new_job(), NOW)
     kinds = [EventKind.RESTORE_FAILED, EventKind.FELL_BACK, EventKind.RESTORED]

@@ -95,6 +95,7 @@ def test_forty_jobs_every_fifteen_seconds_for_five_minutes(
     worst_gap = 0.0
     counts: list[int] = []
     failed = 0
+    reasons: set[str] = set()
     for job in jobs:
         record = service_catalog.find_job("ckptdev", job)
         assert record is not None
@@ -108,6 +109,7 @@ def test_forty_jobs_every_fifteen_seconds_for_five_minutes(
             if checkpoint.state == CheckpointState.FAILED:
                 failed += 1
                 assert checkpoint.error, f"job {job}: checkpoint {checkpoint.seq} failed silently"
+                reasons.add(checkpoint.error[:120])
     gap_bound = INTERVAL * 1.1 + 10
     assert worst_gap <= gap_bound, f"a job waited {worst_gap:.0f}s between checkpoints"
     # `make bench-load` keeps these numbers for docs/benchmarks.md.
@@ -126,6 +128,7 @@ def test_forty_jobs_every_fifteen_seconds_for_five_minutes(
                         "cap": cap,
                         "per_store_cap": settings.service.max_checkpoints_per_store,
                         "failed": failed,
+                        "failed_reasons": sorted(reasons),
                         "cpu_fraction": cpu / elapsed,
                         "rss_mib": rss_mib,
                     },

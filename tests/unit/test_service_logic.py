@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import CatalogUnavailable
+from slurm_ckpt.service.checkpoints import Sent
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
@@ -222,6 +225,41 @@ def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(
     assert len(requeued) == 1 and "walltime chaining, run 1" in requeued[0].detail
 
 
+def test_the_chain_limit_holds_across_a_restart_of_the_service(world: FakeWorld) -> None:
+    chaining = {
+        "SLURM_CKPT_WALLTIME_CHAINING": "true",
+        "SLURM_CKPT_WALLTIME_MARGIN": "2m",
+        "SLURM_CKPT_WALLTIME_MAX_CHAINED_RUNS": "1",
+    }
+    world.service = world.make_service(**chaining)
+    world.job(112, time_limit=600, end_time=START + timedelta(seconds=600))
+    world.service.sync()
+    world.clock.now = START + timedelta(seconds=500)
+    world.service.sync()
+    world.service.collect()
+    assert world.slurm.requeues == [112]
+    # Slurm starts the job again; the service restarts before its next time limit.
+    restarted_at = world.clock.now + timedelta(seconds=20)
+    world.slurm.set(
+        112,
+        state="RUNNING",
+        batch_host="node2",
+        start_time=restarted_at,
+        end_time=restarted_at + timedelta(seconds=600),
+    )
+    world.clock.now = restarted_at
+    world.service = world.make_service(**chaining)
+    world.service.sync()
+    world.clock.now = restarted_at + timedelta(seconds=500)
+
+    world.service.sync()
+    world.service.collect()
+
+    assert world.slurm.requeues == [112], "a second chained run beyond the limit of 1"
+    record = world.tracked(112)
+    assert world.service.syncer.chained[record.id] == 1
+
+
 def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: FakeWorld) -> None:
     world.job(111)
     world.service.sync()
@@ -296,3 +334,60 @@ def test_a_request_recorded_but_never_sent_is_sent_again_on_recovery(world: Fake
 
     assert world.slurm.signals == [(114, "USR1")]
     assert world.catalog.checkpoints(record.id)[0].state == CheckpointState.VALID
+
+
+def retry_time(world: FakeWorld, job_id: int) -> datetime:
+    """When the job's admission retry runs (the scheduler is not started in unit tests:
+    a job not modified since it was added has only its trigger's time)."""
+    job = world.service.scheduler.get_job(f"retry-{job_id}")
+    when: datetime = getattr(job, "next_run_time", None) or job.trigger.run_date
+    return when
+
+
+def test_a_freed_slot_goes_at_once_to_the_job_waiting_longest(world: FakeWorld) -> None:
+    world.service = world.make_service(SLURM_CKPT_SERVICE_MAX_CHECKPOINTS_PER_STORE="1")
+    for job_id in (120, 121, 122):
+        world.job(job_id)
+    world.service.sync()
+    first, second, third = (world.tracked(j).id for j in (120, 121, 122))
+    world.silent.add(120)
+    assert world.service.checkpoint_now(first) == Sent.SENT
+    assert world.service.checkpoint_now(second) == Sent.ADMISSION_FULL
+    world.clock.advance(0.5)
+    assert world.service.checkpoint_now(third) == Sent.ADMISSION_FULL
+    retry_at = START + timedelta(seconds=1.5)
+    assert retry_time(world, third) == retry_at
+
+    world.answer_late(120)
+    world.service.collect()
+
+    # The slot goes to the job refused first, now; the other keeps its retry time.
+    now = world.clock.now
+    assert retry_time(world, second) == now
+    assert retry_time(world, third) == retry_at
+    # Once it is sent it leaves the queue; the next freed slot is the other's.
+    assert world.service.checkpoint_now(second) == Sent.SENT
+    world.service.collect()
+    world.service.collect()
+    assert retry_time(world, third) == now
+
+
+def test_stop_waits_for_a_running_task_that_calls_the_scheduler(world: FakeWorld) -> None:
+    service = world.service
+    running = threading.Event()
+
+    def task() -> None:
+        running.set()
+        service.stopped.wait(5)
+        time.sleep(0.3)  # stop() is under way: a task asking for a retry now
+        service.scheduler.add_job(print, "date", run_date=datetime.now(UTC), id="late")
+
+    service.scheduler.start()
+    service.scheduler.add_job(task, "date", run_date=datetime.now(UTC), id="task")
+    assert running.wait(5), "the task did not start"
+    stopper = threading.Thread(target=service.stop, daemon=True)
+    stopper.start()
+    stopper.join(10)
+
+    assert not stopper.is_alive(), "stop() deadlocked with a task calling the scheduler"
+    assert not service.scheduler.running
