@@ -366,17 +366,22 @@ checkpoint was due (its jitter included) to the request being sent.
 {table(["measure", "value", "target"], rows)}
 
 A sync costs about {per_job_us:.0f} µs of CPU per job, mostly turning Slurm's
-answer and the catalog rows into records. The delay's tail comes from the
-collect task and the sync sharing one interpreter: a collect run that finds
-the previous one still running is skipped, so a request waits for the next
-slot.
+answer and the catalog rows into records. A request that admission refuses
+(too many checkpoints in flight, cluster-wide or into one store) waits in a
+queue: each completed checkpoint, seen by the collect task four times a
+second, hands its slot at once to the job waiting longest, and a retry every
+second covers the rest; the delay's tail is that wait.
 """
 
 
 def load(doc: Doc) -> str:
     p, r = doc["params"], doc["results"]
     rows = [
-        ["checkpoints per job", f"{r['min_checkpoints']}-{r['max_checkpoints']}"],
+        [
+            "checkpoints per job",
+            f"{r['min_checkpoints']}"
+            + (f"-{r['max_checkpoints']}" if r["max_checkpoints"] != r["min_checkpoints"] else ""),
+        ],
         [
             "longest gap between two checkpoints of a job",
             f"{r['worst_gap_s']:.1f} s (bound {r['gap_bound_s']:.1f} s)",
