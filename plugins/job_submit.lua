@@ -10,7 +10,8 @@
 --     "/bin/bash -l" as ONE argument, then the script path);
 --   * forces requeue=1, so a failed node or preemption requeues the job;
 --   * adds the tag "slurm-ckpt:interval=<seconds>" to admin_comment, keeping
---     what was there (the service finds checkpointed jobs by this tag);
+--     what was there (the service finds checkpointed jobs by this tag), and
+--     "slurm-ckpt:no-chain" for --checkpoint-no-chain (CKPT_NO_CHAIN=1);
 -- and refuses a checkpointed job the product cannot serve. Every other job
 -- is left exactly as submitted.
 --
@@ -22,7 +23,10 @@
 
 local CONF_PATH = os.getenv("SLURM_CKPT_SUBMIT_CONF") or "/etc/slurm/slurm-ckpt-submit.conf"
 local CONTROL_VAR = "CKPT_INTERVAL"
+-- Set to 1 by the SPANK plugin for --checkpoint-no-chain.
+local NO_CHAIN_VAR = "CKPT_NO_CHAIN"
 local TAG_KEY = "slurm-ckpt:interval="
+local NO_CHAIN_TAG = "slurm-ckpt:no-chain"
 -- The kernel reads at most 256 bytes of a "#!" line (BINPRM_BUF_SIZE).
 local MAX_SHEBANG = 255
 
@@ -74,10 +78,15 @@ end
 
 -- The raw CKPT_INTERVAL value from spank_job_env (a 0-based table), or nil.
 function M.requested_interval(spank_env)
+    return M.spank_value(spank_env, CONTROL_VAR)
+end
+
+-- The raw value of `name` in spank_job_env, or nil.
+function M.spank_value(spank_env, name)
     if type(spank_env) ~= "table" then
         return nil
     end
-    local prefix = CONTROL_VAR .. "="
+    local prefix = name .. "="
     -- 0-based from Slurm; pairs() sees index 0 as well as the rest.
     for _, entry in pairs(spank_env) do
         if type(entry) == "string" and entry:sub(1, #prefix) == prefix then
@@ -120,13 +129,19 @@ function M.rewrite_script(script, launcher)
     return shebang .. rest
 end
 
--- admin_comment with the tag added (an older tag replaced).
-function M.tag_comment(comment, seconds)
+-- admin_comment with the tag added (older tags replaced); `no_chain` adds the
+-- opt-out of walltime chaining.
+function M.tag_comment(comment, seconds, no_chain)
     local tag = TAG_KEY .. seconds
+    if no_chain then
+        tag = tag .. " " .. NO_CHAIN_TAG
+    end
     if type(comment) ~= "string" or comment == "" then
         return tag
     end
-    local kept = comment:gsub("%s*slurm%-ckpt:interval=%d*", ""):gsub("^%s+", "")
+    local kept = comment:gsub("%s*slurm%-ckpt:interval=%d*", "")
+        :gsub("%s*slurm%-ckpt:no%-chain%f[%s%z]", "")
+        :gsub("^%s+", "")
     if kept == "" then
         return tag
     end
@@ -160,7 +175,8 @@ function M.prepare(job_desc, conf_path)
         job_desc.script = script
     end
     job_desc.requeue = 1
-    job_desc.admin_comment = M.tag_comment(job_desc.admin_comment, seconds)
+    local no_chain = M.spank_value(job_desc.spank_job_env, NO_CHAIN_VAR) == "1"
+    job_desc.admin_comment = M.tag_comment(job_desc.admin_comment, seconds, no_chain)
     return nil
 end
 

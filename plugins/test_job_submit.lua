@@ -112,6 +112,12 @@ contains("long #! refused", why, "too long")
 eq("tag alone", M.tag_comment(nil, 1800), "slurm-ckpt:interval=1800")
 eq("tag kept comment", M.tag_comment("site note", 60), "site note slurm-ckpt:interval=60")
 eq("tag replaced", M.tag_comment("a slurm-ckpt:interval=5 b", 60), "a b slurm-ckpt:interval=60")
+eq("tag no-chain", M.tag_comment(nil, 60, true), "slurm-ckpt:interval=60 slurm-ckpt:no-chain")
+eq("no-chain dropped on resubmit", M.tag_comment("a slurm-ckpt:interval=5 slurm-ckpt:no-chain b", 60),
+    "a b slurm-ckpt:interval=60")
+eq("no-chain lookalike kept", M.tag_comment("slurm-ckpt:no-chainx", 60, true),
+    "slurm-ckpt:no-chainx slurm-ckpt:interval=60 slurm-ckpt:no-chain")
+eq("spank value", M.spank_value({ [0] = "CKPT_INTERVAL=60", [1] = "CKPT_NO_CHAIN=1" }, "CKPT_NO_CHAIN"), "1")
 
 -- slurm_job_submit: a checkpointed job
 os.getenv = (function(real)
@@ -132,6 +138,10 @@ eq("admin comment tagged", j.admin_comment, "ops slurm-ckpt:interval=1800")
 j = job({ requeue = 0 })
 slurm_job_submit(j, {}, 2901)
 eq("--no-requeue overridden", j.requeue, 1)
+
+j = job({ spank_job_env = { [0] = "CKPT_INTERVAL=1800", [1] = "CKPT_NO_CHAIN=1" } })
+eq("no-chain accepted", slurm_job_submit(j, {}, 2901), 0)
+eq("no-chain tagged", j.admin_comment, "slurm-ckpt:interval=1800 slurm-ckpt:no-chain")
 
 -- refusals leave the job unchanged
 local function refused(name, fields, part)

@@ -12,6 +12,9 @@
  * and cannot see SPANK options) to ask Slurm for a warning signal.
  *
  * Job side (remote context): the job gets SLURM_CHECKPOINT_INTERVAL=<seconds>.
+ *
+ * `--checkpoint-no-chain` (with --checkpoint only) opts the job out of
+ * walltime chaining: CKPT_NO_CHAIN=1 for job_submit.lua, which tags the job.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +31,13 @@ SPANK_PLUGIN(slurm_ckpt, 1);
 #define JOB_VAR "SLURM_CHECKPOINT_INTERVAL"
 /* Read by plugins/cli_filter.lua in the submitting process. */
 #define SUBMIT_VAR "SLURM_CKPT_REQUESTED"
+#define NO_CHAIN_VAR "CKPT_NO_CHAIN"
 
 static long interval_seconds;
+static int no_chain;
 
 static int checkpoint_cb(int val, const char *optarg, int remote);
+static int no_chain_cb(int val, const char *optarg, int remote);
 
 static struct spank_option checkpoint_option = {
 	"checkpoint",
@@ -40,6 +46,15 @@ static struct spank_option checkpoint_option = {
 	1,
 	0,
 	checkpoint_cb,
+};
+
+static struct spank_option no_chain_option = {
+	"checkpoint-no-chain",
+	NULL,
+	"no requeue past the time limit (walltime chaining)",
+	0,
+	0,
+	no_chain_cb,
 };
 
 /* Copy `text` for a message: at most 40 bytes, non-printable bytes shown as '?'. */
@@ -72,7 +87,9 @@ static int checkpoint_cb(int val, const char *optarg, int remote)
 		return -1;
 	}
 	interval_seconds = seconds;
-	if (!remote) {
+	/* sbatch only: an srun inside the job sees the job's options again, and
+	 * srun has no --signal=B: (cli_filter.lua would make it print an error). */
+	if (!remote && spank_context() == S_CTX_ALLOCATOR) {
 		char value[32];
 
 		snprintf(value, sizeof(value), "%ld", seconds);
@@ -81,11 +98,21 @@ static int checkpoint_cb(int val, const char *optarg, int remote)
 	return 0;
 }
 
+static int no_chain_cb(int val, const char *optarg, int remote)
+{
+	(void)val;
+	(void)optarg;
+	(void)remote;
+	no_chain = 1;
+	return 0;
+}
+
 int slurm_spank_init(spank_t sp, int ac, char **av)
 {
 	(void)ac;
 	(void)av;
-	if (spank_option_register(sp, &checkpoint_option) != ESPANK_SUCCESS) {
+	if (spank_option_register(sp, &checkpoint_option) != ESPANK_SUCCESS ||
+	    spank_option_register(sp, &no_chain_option) != ESPANK_SUCCESS) {
 		slurm_error("slurm_ckpt: cannot register --checkpoint");
 		return -1;
 	}
@@ -100,10 +127,19 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 
 	(void)ac;
 	(void)av;
-	if (interval_seconds <= 0 || (ctx != S_CTX_ALLOCATOR && ctx != S_CTX_LOCAL))
+	if (ctx != S_CTX_ALLOCATOR && ctx != S_CTX_LOCAL)
+		return 0;
+	if (no_chain && interval_seconds <= 0) {
+		slurm_error("--checkpoint-no-chain applies to checkpointed jobs: add "
+			    "--checkpoint=<interval> or drop it");
+		return -1;
+	}
+	if (interval_seconds <= 0)
 		return 0;
 	snprintf(value, sizeof(value), "%ld", interval_seconds);
 	rc = spank_job_control_setenv(sp, CONTROL_VAR, value, 1);
+	if (rc == ESPANK_SUCCESS && no_chain)
+		rc = spank_job_control_setenv(sp, NO_CHAIN_VAR, "1", 1);
 	if (rc != ESPANK_SUCCESS) {
 		/* srun inside an existing allocation cannot change the job. */
 		slurm_error("--checkpoint applies to new jobs only (sbatch, salloc, srun "

@@ -123,7 +123,11 @@ class Syncer:
     def _walltime_due(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
         def decide(runs: int) -> bool:
             return self.walltime.due(
-                running=True, end_time=info.end_time, now=now, chained_runs=runs, opted_out=False
+                running=True,
+                end_time=info.end_time,
+                now=now,
+                chained_runs=runs,
+                opted_out=info.no_chain,
             ).act
 
         if not decide(self.chained.get(record.id, 0)):

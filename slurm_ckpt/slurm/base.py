@@ -29,6 +29,7 @@ class JobInfo:
     end_time: datetime | None  # UTC; actual or expected end, None when unknown
     restarts: int  # how often Slurm requeued the job
     interval: int  # checkpoint interval in seconds, from the admin_comment tag
+    no_chain: bool = False  # the user opted out of walltime chaining (--checkpoint-no-chain)
 
     @property
     def is_running(self) -> bool:

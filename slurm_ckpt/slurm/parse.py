@@ -14,9 +14,12 @@ from datetime import UTC, datetime, tzinfo
 from slurm_ckpt.errors import SlurmOutputError
 from slurm_ckpt.slurm.base import JobInfo, NodeInfo
 
-# Written by plugins/job_submit.lua into admin_comment: "slurm-ckpt:interval=<seconds>".
+# Written by plugins/job_submit.lua into admin_comment: "slurm-ckpt:interval=<seconds>",
+# followed by "slurm-ckpt:no-chain" for a job submitted with --checkpoint-no-chain.
 TAG_PREFIX = "slurm-ckpt:interval="
+NO_CHAIN_TAG = "slurm-ckpt:no-chain"
 _TAG = re.compile(r"(?:^|\s)slurm-ckpt:interval=([0-9]{1,9})(?=\s|$)")
+_NO_CHAIN = re.compile(r"(?:^|\s)slurm-ckpt:no-chain(?=\s|$)")
 
 # squeue --Format fields; "Field:|" prints the field unpadded, followed by "|".
 JOB_FIELDS = (
@@ -62,6 +65,11 @@ def parse_tag(admin_comment: str | None) -> int | None:
         return None
     seconds = int(match.group(1))
     return seconds if seconds > 0 else None
+
+
+def parse_no_chain(admin_comment: str | None) -> bool:
+    """Whether `admin_comment` says the user opted out of walltime chaining."""
+    return admin_comment is not None and _NO_CHAIN.search(admin_comment) is not None
 
 
 def parse_time(value: str, local_tz: tzinfo | None = None) -> datetime | None:
@@ -137,6 +145,7 @@ def _job(fields: Sequence[str], line: str, local_tz: tzinfo | None, interval: in
             end_time=parse_time(end, local_tz),
             restarts=int(restarts),
             interval=interval,
+            no_chain=parse_no_chain(fields[-1]),
         )
     except ValueError:
         raise SlurmOutputError(f"unexpected squeue line {line!r}", line=line) from None

@@ -48,6 +48,7 @@ class PySlurm:
                     end_time=_time(job.end_time),
                     restarts=int(getattr(job, "requeue_count", 0) or 0),
                     interval=interval,
+                    no_chain=parse.parse_no_chain(getattr(job, "admin_comment", None)),
                 )
             )
         return found

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pwd
+import re
 import uuid
 from pathlib import Path
 
 import pytest
 
 from slurm_ckpt import proc
+from slurm_ckpt.slurm.cli import CliSlurm
 
 from .slurm_helpers import REPO, SlurmTestClient
 
@@ -94,3 +96,52 @@ def test_bad_interval_is_refused_and_nothing_is_queued(
         assert reason in done.stderr
     assert done.stdout.strip() == ""
     assert cluster.jobs_named(name) == []
+
+
+def test_no_chain_tags_the_job_for_the_service(
+    cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
+) -> None:
+    job = cluster.submit(
+        SCRIPT,
+        user=test_user.pw_name,
+        cwd=user_dir,
+        args=["--hold", "--checkpoint=30m", "--checkpoint-no-chain"],
+    )
+    try:
+        shown = proc.run(["scontrol", "show", "job", str(job)], timeout=30).stdout
+        assert re.search(r"AdminComment=slurm-ckpt:interval=1800 slurm-ckpt:no-chain\s", shown)
+        (info,) = [j for j in CliSlurm().list_checkpointed_jobs() if j.job_id == job]
+        assert info.no_chain and info.interval == 1800
+    finally:
+        cluster.cancel(job)
+
+
+def test_no_chain_without_checkpoint_is_refused(
+    cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
+) -> None:
+    name = f"refused-{uuid.uuid4().hex[:10]}"
+    done = cluster.try_submit(
+        SCRIPT,
+        user=test_user.pw_name,
+        cwd=user_dir,
+        args=[f"--job-name={name}", "--checkpoint-no-chain"],
+    )
+    assert done.returncode != 0
+    assert "--checkpoint-no-chain applies to checkpointed jobs" in done.stderr
+    assert cluster.jobs_named(name) == []
+
+
+def test_srun_inside_a_checkpointed_job_prints_no_error(
+    cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
+) -> None:
+    out = user_dir / "srun.out"
+    job = cluster.submit(
+        "#!/bin/bash\nsrun -n1 echo step-ran\n",
+        user=test_user.pw_name,
+        cwd=user_dir,
+        args=["--checkpoint=30m", f"--output={out}"],
+    )
+    cluster.wait_for(job, {"COMPLETED", "FAILED"}, timeout=60)
+    text = out.read_text()
+    assert "step-ran" in text
+    assert "error" not in text.lower(), text

@@ -225,6 +225,24 @@ def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(
     assert len(requeued) == 1 and "walltime chaining, run 1" in requeued[0].detail
 
 
+def test_a_job_that_opted_out_of_chaining_is_not_requeued_at_its_limit(
+    world: FakeWorld,
+) -> None:
+    world.service = world.make_service(
+        SLURM_CKPT_WALLTIME_CHAINING="true", SLURM_CKPT_WALLTIME_MARGIN="2m"
+    )
+    world.job(113, time_limit=600, end_time=START + timedelta(seconds=600), no_chain=True)
+    world.job(114, time_limit=600, end_time=START + timedelta(seconds=600))
+    world.service.sync()
+    world.clock.now = START + timedelta(seconds=500)
+
+    world.service.sync()
+    world.service.collect()
+
+    assert world.slurm.requeues == [114]
+    assert world.catalog.checkpoints(world.tracked(113).id) == []
+
+
 def test_the_chain_limit_holds_across_a_restart_of_the_service(world: FakeWorld) -> None:
     chaining = {
         "SLURM_CKPT_WALLTIME_CHAINING": "true",

@@ -94,6 +94,30 @@ def test_tag_round_trip() -> None:
 
 
 @pytest.mark.parametrize(
+    ("comment", "no_chain"),
+    [
+        ("slurm-ckpt:interval=1800 slurm-ckpt:no-chain", True),
+        ("note slurm-ckpt:no-chain slurm-ckpt:interval=60", True),
+        ("slurm-ckpt:interval=1800", False),
+        ("slurm-ckpt:interval=60 slurm-ckpt:no-chainx", False),
+        ("xslurm-ckpt:no-chain slurm-ckpt:interval=60", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_no_chain_tag(comment: str | None, no_chain: bool) -> None:
+    assert parse.parse_no_chain(comment) is no_chain
+
+
+def test_squeue_reads_the_opt_out_of_walltime_chaining() -> None:
+    line = "9|RUNNING|u|1|n1|n1|0|UNLIMITED|0|0|slurm-ckpt:interval=60 slurm-ckpt:no-chain|\n"
+    (job,) = parse.parse_squeue(line)
+    assert job.no_chain and job.interval == 60
+    (plain,) = parse.parse_squeue(line.replace(" slurm-ckpt:no-chain", ""))
+    assert not plain.no_chain
+
+
+@pytest.mark.parametrize(
     ("text", "seconds"),
     [
         ("UNLIMITED", None),
