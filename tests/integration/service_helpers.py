@@ -42,5 +42,12 @@ def valid_count(catalog: Catalog, record: JobRecord) -> int:
     return len(catalog.valid_checkpoints(record.id))
 
 
+def newest_valid_seq(catalog: Catalog, record: JobRecord) -> int:
+    """The seq of the job's newest VALID checkpoint, 0 for none. Unlike the number
+    of VALID ones, which retention holds at keep_last, it grows with every checkpoint."""
+    newest = catalog.newest_valid(record.id)
+    return newest.seq if newest is not None else 0
+
+
 def service_ctl(action: str) -> None:
     proc.run([str(REPO / "scripts" / "cluster.sh"), action], timeout=60)

@@ -26,7 +26,14 @@ from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import verify_checkpoint
 
 from .launcher_helpers import wait_until
-from .service_helpers import counter_script, expected, service_ctl, tracked, valid_count
+from .service_helpers import (
+    counter_script,
+    expected,
+    newest_valid_seq,
+    service_ctl,
+    tracked,
+    valid_count,
+)
 from .slurm_helpers import SlurmTestClient
 
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
@@ -151,9 +158,9 @@ def test_full_store_fails_the_checkpoint_with_the_reason_and_nothing_else(
             "a checkpoint to fail",
         )
         other_record = tracked(service_catalog, other)
-        before = valid_count(service_catalog, other_record)
+        before = newest_valid_seq(service_catalog, other_record)
         wait_until(
-            lambda: valid_count(service_catalog, other_record) > before,
+            lambda: newest_valid_seq(service_catalog, other_record) > before,
             60,
             "the other job to be checkpointed meanwhile",
         )
