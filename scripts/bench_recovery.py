@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pwd
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +39,9 @@ from typing import Any
 
 import benchlib
 
+from slurm_ckpt import proc
 from slurm_ckpt.config import load_settings
+from slurm_ckpt.store.layout import JobDir
 
 CLUSTER = benchlib.REPO / "scripts" / "cluster.sh"
 USER = "ckpt-alice"
@@ -57,10 +59,8 @@ done
 
 
 def run(*argv: str, timeout: float = 120) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise SystemExit(f"bench: {' '.join(argv)} failed: {done.stderr.strip()}")
-    return done.stdout
+    """The command's output; CommandFailed (with its stderr) when it fails."""
+    return proc.run(argv, timeout=timeout).stdout
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
@@ -117,7 +117,7 @@ def one_round(
     steps_at_kill = out.read_text().count("\n")
     run(str(CLUSTER), "kill-node", node)
     killed = time.time()
-    down_at = requeued_at = 0.0
+    down_at = 0.0
 
     def requeued() -> bool:
         nonlocal down_at
@@ -173,11 +173,11 @@ def main() -> int:
     if args.rounds < 1 or args.interval < 10:
         parser.error("--rounds must be >= 1 and --interval >= 10 (the cluster's minimum)")
     settings = load_settings()
-    was_up = subprocess.run([str(CLUSTER), "status"], capture_output=True).returncode == 0
+    was_up = proc.run([CLUSTER, "status"], timeout=60, check=False).returncode == 0
     if not was_up:
         run(str(CLUSTER), "up", timeout=300)
     work = Path(tempfile.mkdtemp(prefix="slurm-ckpt-bench-recovery."))
-    uid = int(run("id", "-u", USER))
+    uid = pwd.getpwnam(USER).pw_uid
     os.chown(work, uid, -1)
     work.chmod(0o755)
     # Enough work for every round: a checkpoint after the restore (an interval,
@@ -194,7 +194,7 @@ def main() -> int:
         )
         print(f"job {job}: {steps} steps of {STEP_S} s, checkpoint every {args.interval} s")
         wait_for("the job to start", lambda: job_fields(job)["JobState"] == "RUNNING", 120)
-        jobdir = settings.paths.store_root / str(job)
+        jobdir = JobDir(settings.paths.store_root, job).path
         rnd = random.Random(args.seed)
         rows = [one_round(job, jobdir, out, r, args.interval, rnd) for r in range(args.rounds)]
         wait_for(
@@ -211,10 +211,10 @@ def main() -> int:
         job = 0
     finally:
         if job:
-            subprocess.run(["scancel", str(job)], check=False)
+            proc.run(["scancel", str(job)], timeout=60, check=False)
         shutil.rmtree(work, ignore_errors=True)
         if not was_up:
-            subprocess.run([str(CLUSTER), "down"], check=False)
+            proc.run([CLUSTER, "down"], timeout=120, check=False)
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rows)

@@ -19,7 +19,7 @@ from slurm_ckpt.slurm.base import JobInfo, NodeInfo
 TAG_PREFIX = "slurm-ckpt:interval="
 NO_CHAIN_TAG = "slurm-ckpt:no-chain"
 _TAG = re.compile(r"(?:^|\s)slurm-ckpt:interval=([0-9]{1,9})(?=\s|$)")
-_NO_CHAIN = re.compile(r"(?:^|\s)slurm-ckpt:no-chain(?=\s|$)")
+_NO_CHAIN = re.compile(rf"(?:^|\s){re.escape(NO_CHAIN_TAG)}(?=\s|$)")
 
 # squeue --Format fields; "Field:|" prints the field unpadded, followed by "|".
 JOB_FIELDS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -84,6 +85,18 @@ class SlurmTestClient:
             timeout=30,
             check=False,
         )
+
+    def refused_submit(
+        self, script: str | None, *, user: str, cwd: Path, args: Sequence[str] = ()
+    ) -> str:
+        """Submit under a fresh job name, check sbatch failed and nothing was queued;
+        return sbatch's stderr for the test to read the message."""
+        name = f"refused-{uuid.uuid4().hex[:10]}"
+        done = self.try_submit(script, user=user, cwd=cwd, args=[f"--job-name={name}", *args])
+        assert done.returncode != 0, f"sbatch {' '.join(args)} was accepted"
+        assert done.stdout.strip() == ""
+        assert self.jobs_named(name) == []
+        return done.stderr
 
     def batch_script(self, job_id: int) -> str:
         """The batch script Slurm stored for the job."""

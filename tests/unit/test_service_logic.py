@@ -202,20 +202,29 @@ def test_recovery_completes_a_request_whose_result_arrived_while_down(world: Fak
     assert published_images(JobDir(world.store, 109)) == [1]
 
 
-def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(
-    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    service = world.make_service(
-        SLURM_CKPT_WALLTIME_CHAINING="true", SLURM_CKPT_WALLTIME_MARGIN="2m"
-    )
-    world.service = service
-    world.job(110, time_limit=600, end_time=START + timedelta(seconds=600))
-    service.sync()
-    assert world.slurm.requeues == []
-    world.clock.now = START + timedelta(seconds=500)
+# Walltime chaining on, a 2-minute margin: jobs with a 10-minute limit from START
+# are due for their final checkpoint at START + 8 minutes.
+CHAINING = {"SLURM_CKPT_WALLTIME_CHAINING": "true", "SLURM_CKPT_WALLTIME_MARGIN": "2m"}
 
-    service.sync()
-    service.collect()
+
+def limited_job(world: FakeWorld, job_id: int, **fields: object) -> None:
+    world.job(job_id, time_limit=600, end_time=START + timedelta(seconds=600), **fields)
+
+
+def reach_the_margin(world: FakeWorld) -> None:
+    """The service's sync and collect once the clock is within the margin."""
+    world.clock.now = START + timedelta(seconds=500)
+    world.service.sync()
+    world.service.collect()
+
+
+def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(world: FakeWorld) -> None:
+    world.service = world.make_service(**CHAINING)
+    limited_job(world, 110)
+    world.service.sync()
+    assert world.slurm.requeues == []
+
+    reach_the_margin(world)
 
     assert world.slurm.requeues == [110]
     record = world.tracked(110)
@@ -228,33 +237,23 @@ def test_walltime_chaining_takes_a_final_checkpoint_then_requeues(
 def test_a_job_that_opted_out_of_chaining_is_not_requeued_at_its_limit(
     world: FakeWorld,
 ) -> None:
-    world.service = world.make_service(
-        SLURM_CKPT_WALLTIME_CHAINING="true", SLURM_CKPT_WALLTIME_MARGIN="2m"
-    )
-    world.job(113, time_limit=600, end_time=START + timedelta(seconds=600), no_chain=True)
-    world.job(114, time_limit=600, end_time=START + timedelta(seconds=600))
+    world.service = world.make_service(**CHAINING)
+    limited_job(world, 113, no_chain=True)
+    limited_job(world, 114)
     world.service.sync()
-    world.clock.now = START + timedelta(seconds=500)
 
-    world.service.sync()
-    world.service.collect()
+    reach_the_margin(world)
 
     assert world.slurm.requeues == [114]
     assert world.catalog.checkpoints(world.tracked(113).id) == []
 
 
 def test_the_chain_limit_holds_across_a_restart_of_the_service(world: FakeWorld) -> None:
-    chaining = {
-        "SLURM_CKPT_WALLTIME_CHAINING": "true",
-        "SLURM_CKPT_WALLTIME_MARGIN": "2m",
-        "SLURM_CKPT_WALLTIME_MAX_CHAINED_RUNS": "1",
-    }
+    chaining = {**CHAINING, "SLURM_CKPT_WALLTIME_MAX_CHAINED_RUNS": "1"}
     world.service = world.make_service(**chaining)
-    world.job(112, time_limit=600, end_time=START + timedelta(seconds=600))
+    limited_job(world, 112)
     world.service.sync()
-    world.clock.now = START + timedelta(seconds=500)
-    world.service.sync()
-    world.service.collect()
+    reach_the_margin(world)
     assert world.slurm.requeues == [112]
     # Slurm starts the job again; the service restarts before its next time limit.
     restarted_at = world.clock.now + timedelta(seconds=20)
