@@ -136,12 +136,17 @@ install_settings() {
 }
 
 # The service, as on a controller: the catalog migrated, then slurm-ckptd in
-# the background, logging to $LOGDIR/slurm-ckptd.log.
+# the background, logging to $LOGDIR/slurm-ckptd.log. It runs without the
+# capabilities that let root ignore file permissions: what root may do on a
+# root-squashed NFS or Lustre store, so the tests prove the service needs no
+# more (it works in job folders with each job owner's identity).
+SERVICE_DROPPED_CAPS=cap_dac_override,cap_dac_read_search,cap_fowner
 start_service() {
     if pid_alive "$SERVICE_PID"; then return; fi
     "$PREFIX/venv/bin/ckpt-admin" db upgrade >/dev/null \
         || die "the catalog could not be migrated; see the message above"
-    setsid "$PREFIX/venv/bin/slurm-ckptd" </dev/null >>"$LOGDIR/slurm-ckptd.log" 2>&1 &
+    setsid capsh --drop="$SERVICE_DROPPED_CAPS" -- -c 'exec "$@"' slurm-ckptd \
+        "$PREFIX/venv/bin/slurm-ckptd" </dev/null >>"$LOGDIR/slurm-ckptd.log" 2>&1 &
     echo $! > "$SERVICE_PID"
     wait_for 20 "slurm-ckptd to answer /healthz" "$PREFIX/venv/bin/python" -c \
         "import urllib.request as u; u.urlopen('http://127.0.0.1:$(service_port)/healthz', timeout=2)" \

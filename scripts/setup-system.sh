@@ -11,6 +11,8 @@
 #   SLURM_CKPT_PREFIX   where CRIU is installed (default /opt/slurm-ckpt)
 #   SLURM_CKPT_VENV     the project's virtualenv (default <repo>/.venv)
 #   CRIU_SUITES         Debian suites searched for a CRIU source (default "trixie sid")
+#   SLURM_CKPT_CRIU_GROUP  the only group that may run criu-unpriv (default slurm-ckpt-criu;
+#                       also config.toml's [criu] group, which this variable overrides)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,7 +23,11 @@ PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
 VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
 CRIU_SUITES=${CRIU_SUITES:-"trixie sid"}
 CRIU_MIN_VERSION=4.1
+CRIU_GROUP=${SLURM_CKPT_CRIU_GROUP:-slurm-ckpt-criu}
+# Test users whose jobs are checkpointed: members of $CRIU_GROUP.
 TEST_USERS=(ckpt-alice ckpt-bob)
+# A test user outside $CRIU_GROUP: their --checkpoint jobs run without checkpoints.
+OUTSIDER=ckpt-carol
 
 # Packages from Debian 12. Slurm's lua job_submit plugin links liblua5.1;
 # lua5.1 lets the tests run job_submit.lua outside slurmctld.
@@ -77,8 +83,14 @@ step_criu() {
         have=$("$bin" --version | awk '/^Version:/ {print $2}')
     fi
     if [ -n "$have" ] && version_ge "$have" "$CRIU_MIN_VERSION" \
-        && [ -f "$PREFIX/lib/python/pycriu/rpc_pb2.py" ] && unpriv_ok; then
-        log "criu: $have present in $PREFIX"
+        && [ -f "$PREFIX/lib/python/pycriu/rpc_pb2.py" ]; then
+        criu_group
+        if unpriv_ok; then
+            log "criu: $have present in $PREFIX"
+        else
+            install_unpriv
+            log "criu: $have present in $PREFIX; bin/criu-unpriv renewed"
+        fi
         return
     fi
 
@@ -123,28 +135,61 @@ step_criu() {
     cp -r "$src/lib/pycriu" "$PREFIX/lib/python/pycriu"
     find "$PREFIX/lib/python/pycriu" -name '__pycache__' -prune -exec rm -rf {} +
     chmod -R a+rX "$PREFIX"
+    criu_group
     install_unpriv
     log "criu: $("$bin" --version | awk '/^Version:/ {print $2}') installed in $PREFIX"
 }
 
 # The copy ordinary users run: only cap_checkpoint_restore, never
-# cap_sys_ptrace or cap_sys_admin, never setuid.
+# cap_sys_ptrace or cap_sys_admin, never setuid; root:$CRIU_GROUP 0750, because
+# whoever runs it can choose PIDs and squat those in another user's image.
 install_unpriv() {
+    local dest=$PREFIX/bin/criu-unpriv tmp
     install -d -m 0755 "$PREFIX/bin"
-    install -m 0755 "$PREFIX/sbin/criu" "$PREFIX/bin/criu-unpriv"
-    setcap cap_checkpoint_restore+ep "$PREFIX/bin/criu-unpriv"
-    unpriv_ok || die "criu: setcap on $PREFIX/bin/criu-unpriv did not take"
+    tmp=$(mktemp "$PREFIX/bin/.criu-unpriv.XXXXXX")
+    # chown clears file capabilities, so the capability comes last; the rename
+    # means no job ever sees the copy without it.
+    { cp "$PREFIX/sbin/criu" "$tmp" && chown "root:$CRIU_GROUP" "$tmp" && chmod 0750 "$tmp" \
+        && setcap cap_checkpoint_restore+ep "$tmp" && mv -f "$tmp" "$dest"; } \
+        || { rm -f "$tmp"; die "criu: could not install $dest"; }
+    unpriv_ok || die "criu: $dest is not root:$CRIU_GROUP 0750 with cap_checkpoint_restore=ep"
 }
 
 unpriv_ok() {
     local f=$PREFIX/bin/criu-unpriv
-    [ -x "$f" ] && [ ! -u "$f" ] && cmp -s "$f" "$PREFIX/sbin/criu" \
+    [ -f "$f" ] && [ ! -L "$f" ] && cmp -s "$f" "$PREFIX/sbin/criu" \
+        && [ "$(stat -c '%U:%G %a' "$f")" = "root:$CRIU_GROUP 750" ] \
         && [ "$(getcap "$f" | awk '{print $2}')" = "cap_checkpoint_restore=ep" ]
 }
 
+# $CRIU_GROUP with the test users that checkpoint, never $OUTSIDER. Both the
+# users and the criu steps call it, members before the copy's mode: jobs of a
+# member keep their checkpoints while the copy is restricted.
+criu_group() {
+    local u
+    if ! getent group "$CRIU_GROUP" >/dev/null; then
+        groupadd --system "$CRIU_GROUP"
+        log "users: created group $CRIU_GROUP"
+    fi
+    for u in "${TEST_USERS[@]}"; do
+        id "$u" >/dev/null 2>&1 || continue
+        if ! in_group "$u"; then
+            usermod -a -G "$CRIU_GROUP" "$u"
+            # slurmctld caches a user's groups for GroupUpdateTime.
+            log "users: added $u to $CRIU_GROUP (a running slurmctld sees it within GroupUpdateTime)"
+        fi
+    done
+    if id "$OUTSIDER" >/dev/null 2>&1 && in_group "$OUTSIDER"; then
+        gpasswd -d "$OUTSIDER" "$CRIU_GROUP" >/dev/null
+        log "users: removed $OUTSIDER from $CRIU_GROUP"
+    fi
+}
+
+in_group() { id -nG "$1" | tr ' ' '\n' | grep -qxF "$CRIU_GROUP"; }
+
 step_users() {
     local uid=2901
-    for u in "${TEST_USERS[@]}"; do
+    for u in "${TEST_USERS[@]}" "$OUTSIDER"; do
         if id "$u" >/dev/null 2>&1; then
             log "users: $u exists"
         else
@@ -154,6 +199,7 @@ step_users() {
         fi
         uid=$((uid + 1))
     done
+    criu_group
 }
 
 step_venv() {

@@ -46,6 +46,9 @@ class PathSettings:
 class CriuSettings:
     binary: Path  # the copy carrying cap_checkpoint_restore, run as the job's user
     root_binary: Path
+    # The only group that may execute `binary` (root:<group> 0750): whoever runs it can
+    # choose PIDs, and so squat those recorded in another user's image.
+    group: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class ServiceSettings:
     log_level: str  # one of LOG_LEVELS
     max_checkpoints_per_store: int  # dumps in flight into one image store
     checkpoint_deadline: int  # seconds; a request without a result by then is FAILED
+    store_timeout: float  # seconds one file operation in a job's folder may take
     failure_backoff: int  # seconds after the first failure in a row; doubles per failure
     failure_backoff_max: int  # seconds; the backoff never grows past this
     give_up_after: int  # consecutive failures before a job is marked uncheckpointable
@@ -121,6 +125,23 @@ class AdminSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    host: str  # where slurm-ckptd listens for users' ckpt-admin requests
+    port: int  # 0: no API; only root's ckpt-admin (on the catalog) works
+    url: str  # where ckpt-admin sends its requests; "": http://<host>:<port>
+
+    @property
+    def client_url(self) -> str | None:
+        """Where ckpt-admin sends its requests; None when nothing says where."""
+        if self.url:
+            return self.url
+        if not self.port:
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings
     criu: CriuSettings
@@ -133,6 +154,7 @@ class Settings:
     retention: RetentionSettings
     launcher: LauncherSettings
     admin: AdminSettings
+    api: ApiSettings
     config_file: Path | None  # the file that was read; None when only defaults and env apply
 
 
@@ -171,6 +193,7 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
         criu=CriuSettings(
             binary=r.path("criu", "binary", Path("/opt/slurm-ckpt/bin/criu-unpriv")),
             root_binary=r.path("criu", "root_binary", Path("/opt/slurm-ckpt/sbin/criu")),
+            group=r.word("criu", "group", "slurm-ckpt-criu"),
         ),
         catalog=CatalogSettings(
             # state_dir is absolute, so this is SQLAlchemy's four-slash absolute form.
@@ -195,7 +218,12 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
             max_checkpoints_per_store=r.integer(
                 "service", "max_checkpoints_per_store", 2, minimum=1
             ),
-            checkpoint_deadline=r.interval("service", "checkpoint_deadline", "10m"),
+            # Longer than launcher.dump_timeout (10m) plus hashing and committing the
+            # largest image benchmarked (1 GiB, seconds): a dump that may still
+            # succeed is not declared lost (a late one is still accepted, see
+            # service/checkpoints.py).
+            checkpoint_deadline=r.interval("service", "checkpoint_deadline", "15m"),
+            store_timeout=r.seconds("service", "store_timeout", 30.0),
             failure_backoff=r.interval("service", "failure_backoff", "5m"),
             failure_backoff_max=r.interval("service", "failure_backoff_max", "2h"),
             give_up_after=r.integer("service", "give_up_after", 5, minimum=1),
@@ -226,6 +254,11 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
             dump_timeout=r.seconds("launcher", "dump_timeout", 600.0),
         ),
         admin=AdminSettings(group=r.word("admin", "group", "slurm-ckpt-admin")),
+        api=ApiSettings(
+            host=r.host("api", "host", "127.0.0.1"),
+            port=r.integer("api", "port", 0, minimum=0, maximum=65535),
+            url=r.web_url("api", "url", ""),
+        ),
         config_file=config_file,
     )
 
@@ -316,6 +349,14 @@ class _Reader:
                 "must be a database URL like sqlite:////var/lib/slurm-ckpt/catalog.db "
                 "or postgresql+psycopg://host/dbname",
             )
+        return raw.value
+
+    def web_url(self, section: str, key: str, default: str) -> str:
+        raw = self._get(section, key)
+        if raw is None:
+            return default
+        if not isinstance(raw.value, str) or not re.fullmatch(r"https?://[^\s/?#]+/?", raw.value):
+            raise self._error(section, key, raw, "must be a URL like http://127.0.0.1:9811")
         return raw.value
 
     def choice(self, section: str, key: str, default: str, choices: tuple[str, ...]) -> str:

@@ -283,6 +283,22 @@ class ServiceError(CkptError):
     """The checkpoint service cannot run or schedule its work."""
 
 
+class AuthError(CkptError):
+    """A request's MUNGE credential could not be made or checked."""
+
+
+class CredentialRefused(AuthError):
+    """munged refused a credential: forged, garbled, expired, replayed or not for us."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MungeUnavailable(AuthError):
+    """munge, unmunge or munged cannot be used on this host."""
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return _shorten(lines[-1]) if lines else ""

@@ -1,28 +1,25 @@
 """`ckpt-admin checkpoint|requeue|drain|gc|action`: requests the service carries out.
 
-The command only records the request in the catalog (`Catalog.submit_action`);
-the service claims it and is the one actor that touches the job. `--wait`
-follows the action until it ends, showing the service's progress text.
+The command only records the request in the catalog (through the backend,
+which decides whether the caller may); the service claims it and is the one
+actor that touches the job. `--wait` follows the action until it ends, showing
+the service's progress text.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
-from typing import Any
 
 import click
 
 from slurm_ckpt.cli import humanize as h
 from slurm_ckpt.cli import views
 from slurm_ckpt.cli.context import App, pass_app
-from slurm_ckpt.cli.errors import ActionFailed, ActionTimeout, NotAllowed, NotCheckpointed
+from slurm_ckpt.cli.errors import ActionFailed, ActionTimeout
 from slurm_ckpt.cli.output import Column, Writer
 from slurm_ckpt.cli.params import JOB_ID, NODE, json_option, wait_options
-from slurm_ckpt.db.catalog import ActionRecord, CheckpointRecord, JobRecord
-from slurm_ckpt.db.retention import RetentionPolicy, plan
-from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, JobState
-from slurm_ckpt.errors import CatalogNotFound
+from slurm_ckpt.db.catalog import ActionRecord
+from slurm_ckpt.db.states import ActionState
 
 POLL_SECONDS = 0.5
 _ENDED = frozenset({ActionState.DONE, ActionState.FAILED})
@@ -35,9 +32,8 @@ _ENDED = frozenset({ActionState.DONE, ActionState.FAILED})
 @pass_app
 def checkpoint(app: App, job_id: int, wait: bool, timeout: int, as_json: bool) -> None:
     """Checkpoint a running job now (its owner may too)."""
-    job = app.job(job_id, "checkpoint")
-    _require_running(job, "checkpointed")
-    _submit(app, Writer(json_mode=as_json), ActionKind.CHECKPOINT, wait, timeout, job=job)
+    record = app.backend.checkpoint(cluster=app.cluster, job_id=job_id)
+    _submitted(app, Writer(json_mode=as_json), record, wait, timeout)
 
 
 @click.command()
@@ -58,23 +54,10 @@ def requeue(
     Without --checkpoint-first, the work done since the newest valid image is
     redone; a job with no valid image is refused.
     """
-    app.require_admin("requeue")
-    job = app.job(job_id, "requeue")
-    _require_running(job, "requeued")
-    if not checkpoint_first and app.catalog.newest_valid(job.id) is None:
-        raise NotCheckpointed(
-            f"job {job_id} has no valid checkpoint: a requeue would start it over; "
-            "use --checkpoint-first"
-        )
-    _submit(
-        app,
-        Writer(json_mode=as_json),
-        ActionKind.REQUEUE,
-        wait,
-        timeout,
-        job=job,
-        options={"checkpoint_first": checkpoint_first},
+    record = app.backend.requeue(
+        cluster=app.cluster, job_id=job_id, checkpoint_first=checkpoint_first
     )
+    _submitted(app, Writer(json_mode=as_json), record, wait, timeout)
 
 
 @click.command()
@@ -88,17 +71,8 @@ def drain(app: App, node: str, reason: str | None, wait: bool, timeout: int, as_
 
     Maintenance without losing work: the jobs resume on other nodes.
     """
-    app.require_admin("drain")
-    reason = reason or f"ckpt-admin drain by {app.actor.name}"
-    _submit(
-        app,
-        Writer(json_mode=as_json),
-        ActionKind.DRAIN,
-        wait,
-        timeout,
-        node=node,
-        options={"reason": " ".join(reason.split())},
-    )
+    record = app.backend.drain(cluster=app.cluster, node=node, reason=reason)
+    _submitted(app, Writer(json_mode=as_json), record, wait, timeout)
 
 
 @click.command()
@@ -114,8 +88,7 @@ def gc(app: App, yes: bool, wait: bool, timeout: int, as_json: bool) -> None:
     """
     out = Writer(json_mode=as_json)
     if yes:
-        app.require_admin("gc --yes")
-        _submit(app, out, ActionKind.GC, wait, timeout, options={"dry_run": False})
+        _submitted(app, out, app.backend.gc(cluster=app.cluster), wait, timeout)
         return
     _dry_run(app, out)
 
@@ -128,44 +101,13 @@ def gc(app: App, yes: bool, wait: bool, timeout: int, as_json: bool) -> None:
 def action(app: App, action_id: int, wait: bool, timeout: int, as_json: bool) -> None:
     """Show an action by its id; with --wait, follow it to its end."""
     out = Writer(json_mode=as_json)
-    try:
-        record = app.catalog.get_action(action_id)
-    except CatalogNotFound:
-        raise CatalogNotFound(f"action {action_id} is not in the catalog") from None
-    if not app.actor.is_admin and record.requested_by != app.actor.name:
-        raise NotAllowed(f"action {action_id} was requested by another user")
+    record = app.backend.action(action_id=action_id)
     if wait:
         record = _follow(app, out, record, timeout)
     _report(out, record)
 
 
-def _require_running(job: JobRecord, verb: str) -> None:
-    if job.state != JobState.RUNNING:
-        raise NotCheckpointed(
-            f"job {job.slurm_job_id} is {job.state}: only a running job can be {verb}"
-        )
-
-
-def _submit(
-    app: App,
-    out: Writer,
-    kind: ActionKind,
-    wait: bool,
-    timeout: int,
-    *,
-    job: JobRecord | None = None,
-    node: str | None = None,
-    options: dict[str, Any] | None = None,
-) -> None:
-    record = app.catalog.submit_action(
-        kind,
-        cluster=app.cluster,
-        requested_by=app.actor.name,
-        now=app.now(),
-        slurm_job_id=None if job is None else job.slurm_job_id,
-        node=node,
-        options=options or {},
-    )
+def _submitted(app: App, out: Writer, record: ActionRecord, wait: bool, timeout: int) -> None:
     if wait:
         record = _follow(app, out, record, timeout)
     elif not out.json_mode:
@@ -186,7 +128,7 @@ def _follow(app: App, out: Writer, record: ActionRecord, timeout: int) -> Action
                     f"{h.duration(timeout)}; it goes on: `ckpt-admin action {record.id} --wait`"
                 )
             time.sleep(POLL_SECONDS)
-            record = app.catalog.get_action(record.id)
+            record = app.backend.action(action_id=record.id)
     return record
 
 
@@ -209,15 +151,6 @@ def _report(out: Writer, record: ActionRecord) -> None:
         )
 
 
-def retention_policy(app: App) -> RetentionPolicy:
-    r = app.settings.retention
-    return RetentionPolicy(
-        keep_last=r.keep_last or None,
-        keep_within=None if r.keep_within is None else timedelta(seconds=r.keep_within),
-        minimum=r.minimum,
-    )
-
-
 GC_COLUMNS = (
     Column("JOB", "right"),
     Column("SEQ", "right"),
@@ -229,25 +162,10 @@ GC_COLUMNS = (
 
 
 def _dry_run(app: App, out: Writer) -> None:
-    policy = retention_policy(app)
-    now = app.now()
-    actor = app.actor
-    user = None if actor.is_admin else actor.name
-    doomed: list[tuple[JobRecord, CheckpointRecord, str]] = []
-    for summary in app.catalog.job_summaries(cluster=app.cluster, user_name=user):
-        job = summary.job
-        if not actor.may_see(job):
-            continue
-        records = app.catalog.checkpoints(job.id)
-        decided = plan(records, policy, now)
-        for c in decided.obsolete:
-            why = "failed" if c.state == CheckpointState.FAILED else "retention"
-            doomed.append((job, c, why))
-        for c in records:
-            if c.state == CheckpointState.OBSOLETE:
-                doomed.append((job, c, "already obsolete"))
-    total = sum(c.total_bytes or 0 for _, c, _ in doomed)
-    jobs = len({job.id for job, _, _ in doomed})
+    gc_plan = app.backend.gc_plan(cluster=app.cluster)
+    doomed = gc_plan.items
+    total = sum(item.total_bytes or 0 for item in doomed)
+    jobs = len({item.job_id for item in doomed})
     if out.json_mode:
         out.document(
             "gc_plan",
@@ -255,22 +173,20 @@ def _dry_run(app: App, out: Writer) -> None:
                 "cluster": app.cluster,
                 "dry_run": True,
                 "policy": {
-                    "keep_last": policy.keep_last,
-                    "keep_within_seconds": None
-                    if policy.keep_within is None
-                    else int(policy.keep_within.total_seconds()),
-                    "minimum": policy.minimum,
+                    "keep_last": gc_plan.keep_last,
+                    "keep_within_seconds": gc_plan.keep_within_seconds,
+                    "minimum": gc_plan.minimum,
                 },
                 "delete": [
                     {
-                        "job_id": job.slurm_job_id,
-                        "seq": c.seq,
-                        "state": c.state.value,
-                        "completed_at": h.iso(c.completed_at),
-                        "total_bytes": c.total_bytes,
-                        "why": why,
+                        "job_id": item.job_id,
+                        "seq": item.seq,
+                        "state": item.state.value,
+                        "completed_at": h.iso(item.completed_at),
+                        "total_bytes": item.total_bytes,
+                        "why": item.why,
                     }
-                    for job, c, why in doomed
+                    for item in doomed
                 ],
                 "total_bytes": total,
             },
@@ -283,14 +199,14 @@ def _dry_run(app: App, out: Writer) -> None:
         GC_COLUMNS,
         [
             [
-                str(job.slurm_job_id),
-                str(c.seq),
-                c.state.value,
-                h.local_time(c.completed_at),
-                h.size_short(c.total_bytes),
-                why,
+                str(item.job_id),
+                str(item.seq),
+                item.state.value,
+                h.local_time(item.completed_at),
+                h.size_short(item.total_bytes),
+                item.why,
             ]
-            for job, c, why in doomed
+            for item in doomed
         ],
     )
     out.line()

@@ -1,22 +1,26 @@
-"""What every `ckpt-admin` command shares: settings, catalog, caller, clock.
+"""What every `ckpt-admin` command shares: settings, the backend it asks, clock.
 
-Loaded lazily, so `--help` and `doctor` work with a broken configuration or
-catalog, and once per run.
+Root works on the catalog itself; anyone else asks slurm-ckptd's API, which
+decides what they may see and do (their settings choose only where the service
+is). Loaded lazily, so `--help` and `doctor` work with a broken configuration
+or catalog, and once per run.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from slurm_ckpt.cli import access
-from slurm_ckpt.cli.errors import UnknownJob
+from slurm_ckpt.cli.remote import RemoteBackend
 from slurm_ckpt.config import Settings, load_settings
-from slurm_ckpt.db.catalog import Catalog, JobRecord
+from slurm_ckpt.db.catalog import Catalog
 from slurm_ckpt.db.session import open_database
+from slurm_ckpt.service import authz
+from slurm_ckpt.service.ops import Backend, Operations
 
 
 @dataclass
@@ -26,7 +30,7 @@ class App:
     fixed_now: datetime | None = None  # tests pin the clock (hidden --now / $SLURM_CKPT_NOW)
     _settings: Settings | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)
-    _actor: access.Actor | None = field(default=None, repr=False)
+    _backend: Backend | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -45,28 +49,24 @@ class App:
         return self._catalog
 
     @property
-    def actor(self) -> access.Actor:
-        if self._actor is None:
-            self._actor = access.actor_for(access.process_identity(), self.settings.admin.group)
-        return self._actor
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = make_backend(self)
+        return self._backend
 
     def now(self) -> datetime:
         return self.fixed_now or datetime.now(UTC)
 
-    def require_admin(self, what: str) -> None:
-        access.require_admin(self.actor, what, self.settings.admin.group)
-
-    def job(self, slurm_job_id: int, what: str) -> JobRecord:
-        """The tracked job, once the caller may `what` it; UnknownJob, NotAllowed."""
-        job = self.catalog.find_job(self.cluster, slurm_job_id)
-        if job is None:
-            raise UnknownJob(slurm_job_id, self.cluster)
-        access.require_job_access(self.actor, job, what)
-        return job
-
     def close(self) -> None:
         if self._catalog is not None:
             self._catalog.db.dispose()
+
+
+def make_backend(app: App) -> Backend:
+    """Root: the catalog, with root's rights. Anyone else: the service, which decides."""
+    if os.geteuid() == 0:
+        return Operations(app.catalog, app.settings, authz.ROOT, app.now)
+    return RemoteBackend(app.settings.api.client_url)
 
 
 pass_app = click.make_pass_decorator(App)

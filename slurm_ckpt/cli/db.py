@@ -29,10 +29,15 @@ def db(ctx: click.Context, url: str | None) -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @click.pass_obj
 def upgrade(url: str | None, revision: str) -> None:
-    """Create the catalog or bring its schema up to date."""
+    """Create the catalog or bring its schema up to date.
+
+    A SQLite catalog is left readable by root and the admin group only.
+    """
+    from slurm_ckpt.config import get_settings
+
     with _one_line_errors():
         target = _url(url)
-        now = migrate.upgrade(target, revision)
+        now = migrate.upgrade(target, revision, group=get_settings().admin.group)
         click.echo(f"catalog {shown_url(target)}: at revision {now}")
 
 

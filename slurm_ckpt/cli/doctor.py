@@ -7,8 +7,10 @@ broken part never hides the state of the others.
 from __future__ import annotations
 
 import glob
+import grp
 import json
 import os
+import pwd
 import re
 import stat
 import struct
@@ -107,24 +109,38 @@ def check_criu_check(s: Settings) -> CheckResult:
     )
 
 
+def check_criu_group(s: Settings) -> CheckResult:
+    name, group = "criu-group", s.criu.group
+    gid = group_gid(group)
+    if gid is None:
+        return CheckResult(
+            name,
+            False,
+            f"group {group} does not exist",
+            f"groupadd --system {group} (or create it in the directory) and add the users "
+            f"whose jobs are checkpointed; then {_unpriv_fix(s)}",
+        )
+    # Its members are the site's business, and not every reader's: none are listed.
+    return CheckResult(name, True, f"group {group} exists (gid {gid})")
+
+
 def check_criu_unprivileged(s: Settings) -> CheckResult:
-    binary = s.criu.binary
+    name, binary, group = "criu-unprivileged", s.criu.binary, s.criu.group
+    fix = f"{_unpriv_fix(s)}; Linux >= 5.9 is needed"
     argv = [str(binary), "check", "--unprivileged"]
-    # Root would pass for the wrong reason; ask as an ordinary user.
+    who = "this user"
+    # Root would pass for the wrong reason; ask as an ordinary user who may run it.
     if os.geteuid() == 0:
-        argv = ["runuser", "-u", "nobody", "--", *argv]
-    return _command_check(
-        "criu-unprivileged",
-        argv,
-        f"{binary} check --unprivileged passes as an ordinary user",
-        f"give {binary} cap_checkpoint_restore (setcap cap_checkpoint_restore=ep {binary}); "
-        "Linux >= 5.9 is needed",
-    )
+        member = _as_member_of(group)
+        if member is None:
+            return CheckResult(name, False, f"group {group} or user nobody does not exist", fix)
+        argv, who = [*member, *argv], f"nobody in group {group}"
+    return _command_check(name, argv, f"{binary} check --unprivileged passes as {who}", fix)
 
 
 def check_criu_capability(s: Settings) -> CheckResult:
-    name, binary = "criu-capability", s.criu.binary
-    fix = f"chmod 0755 {binary} && setcap cap_checkpoint_restore=ep {binary}"
+    name, binary, group = "criu-capability", s.criu.binary, s.criu.group
+    fix = _unpriv_fix(s)
     try:
         st = os.lstat(binary)
         raw = os.getxattr(binary, "security.capability", follow_symlinks=False)
@@ -142,8 +158,15 @@ def check_criu_capability(s: Settings) -> CheckResult:
         problems.append("not a regular file")
     if st.st_mode & (stat.S_ISUID | stat.S_ISGID):
         problems.append("setuid or setgid")
-    if st.st_uid != 0 or st.st_mode & 0o022:
-        problems.append("writable by others than root")
+    gid = group_gid(group)
+    if gid is None:
+        problems.append(f"group {group} does not exist")
+    # Only the group may run it: whoever can, can choose PIDs and squat another user's.
+    if st.st_uid != 0 or st.st_gid != gid or stat.S_IMODE(st.st_mode) != 0o750:
+        problems.append(
+            f"owner {st.st_uid}:{st.st_gid} mode {stat.S_IMODE(st.st_mode):04o}, "
+            f"want root:{group} 0750"
+        )
     extra = sorted(caps.permitted - {CAP_CHECKPOINT_RESTORE})
     if extra:
         problems.append(f"extra capabilities {extra}")
@@ -153,7 +176,9 @@ def check_criu_capability(s: Settings) -> CheckResult:
         problems.append(f"inheritable capabilities {sorted(caps.inheritable)}")
     if problems:
         return CheckResult(name, False, f"{binary}: {'; '.join(problems)}", fix)
-    return CheckResult(name, True, f"{binary}: cap_checkpoint_restore=ep and nothing more")
+    return CheckResult(
+        name, True, f"{binary}: root:{group} 0750, cap_checkpoint_restore=ep and nothing more"
+    )
 
 
 def check_store_root(s: Settings) -> CheckResult:
@@ -290,6 +315,7 @@ def check_service(s: Settings) -> CheckResult:
 CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_criu_version,
     check_criu_check,
+    check_criu_group,
     check_criu_unprivileged,
     check_criu_capability,
     check_store_root,
@@ -345,6 +371,40 @@ def doctor(app: App, as_json: bool) -> None:
     if failed:
         names = ", ".join(r.name for r in failed)
         raise ChecksFailed(f"{len(failed)} of {len(results)} checks failed: {names}")
+
+
+def group_gid(name: str) -> int | None:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+def _as_member_of(group: str) -> list[str] | None:
+    """A command prefix running as nobody with `group` as its one supplementary group."""
+    gid = group_gid(group)
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    if gid is None:
+        return None
+    return [
+        "setpriv",
+        f"--reuid={nobody.pw_uid}",
+        f"--regid={nobody.pw_gid}",
+        f"--groups={gid}",
+        "--",
+    ]
+
+
+def _unpriv_fix(s: Settings) -> str:
+    # chown clears file capabilities: setcap comes last.
+    binary, group = s.criu.binary, s.criu.group
+    return (
+        f"chown root:{group} {binary} && chmod 0750 {binary} && "
+        f"setcap cap_checkpoint_restore=ep {binary}"
+    )
 
 
 def _command_check(name: str, argv: list[str], ok_detail: str, fix: str) -> CheckResult:

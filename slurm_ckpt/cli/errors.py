@@ -27,7 +27,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # a malformed argument or option
     UNKNOWN_JOB = 3  # the job is not in the catalog
     NOT_CHECKPOINTED = 4  # the job exists but has no usable image, or cannot take this action
-    CATALOG_UNAVAILABLE = 5  # the catalog cannot be reached, written, or is not migrated
+    CATALOG_UNAVAILABLE = 5  # the catalog (or for users, slurm-ckptd's API) is out of reach
     ACTION_FAILED = 6  # the service carried the action out and it failed
     TIMEOUT = 7  # --wait gave up before the action ended
     NOT_ALLOWED = 8  # not your job, or the command needs root or the admin group
@@ -118,8 +118,6 @@ def message_for(err: BaseException) -> str:
         return f"{text} (see `{where} --help`)"
     if isinstance(err, click.ClickException):
         return " ".join(err.format_message().split())
-    if isinstance(err, CatalogUnavailable) and "readonly database" in str(err):
-        return f"{err}: only root (the service's user) may write this catalog"
     if isinstance(err, OSError):
         return " ".join(str(err).split())
     return str(err)

@@ -6,7 +6,6 @@ import click
 
 from slurm_ckpt.cli import humanize, views
 from slurm_ckpt.cli.context import App, pass_app
-from slurm_ckpt.cli.errors import NotAllowed
 from slurm_ckpt.cli.output import Writer
 from slurm_ckpt.cli.params import JOB_ID, NODE, json_option
 from slurm_ckpt.db.states import JobState
@@ -39,31 +38,16 @@ def list_jobs(
     Users see their own jobs; root and the admin group see every job.
     """
     out = Writer(json_mode=as_json)
-    actor = app.actor
-    if not actor.is_admin:
-        if user_name is not None and user_name != actor.name:
-            raise NotAllowed(
-                f"only root and the group {app.settings.admin.group} may list other users' jobs"
-            )
-        user_name = actor.name
-    wanted = {JobState(s.upper()) for s in states}
+    wanted = frozenset(JobState(s.upper()) for s in states)
     now = app.now()
-    catalog = app.catalog
-    summaries = catalog.job_summaries(cluster=app.cluster, user_name=user_name)
-    activity = catalog.checkpoint_activity(cluster=app.cluster, user_name=user_name)
-    rows = []
-    for summary in summaries:
-        job = summary.job
-        if not actor.may_see(job):
-            continue  # same name, other uid: not theirs
-        if wanted and job.state not in wanted:
-            continue
-        if not wanted and not include_ended and job.state not in views.OPEN_STATES:
-            continue
-        if node is not None and job.batch_host != node:
-            continue
-        rows.append(views.JobView.of_summary(summary, activity.get(job.id)))
-
+    listed = app.backend.list_jobs(
+        cluster=app.cluster,
+        user_name=user_name,
+        states=wanted,
+        node=node,
+        include_ended=include_ended,
+    )
+    rows = [views.JobView.of_summary(row.summary, row.activity) for row in listed]
     if out.json_mode:
         out.document(
             "job_list",
@@ -83,16 +67,23 @@ def list_jobs(
 
 @click.command()
 @click.argument("job_id", metavar="JOB", type=JOB_ID)
-@click.option("--events", "limit", default=50, show_default=True, help="Newest events shown.")
+@click.option(
+    "--events",
+    "limit",
+    type=click.IntRange(0, 10_000, clamp=True),
+    default=50,
+    show_default=True,
+    help="Newest events shown.",
+)
 @json_option
 @pass_app
 def show(app: App, job_id: int, limit: int, as_json: bool) -> None:
     """A job's details and its event history (requeues, restores), newest first."""
     out = Writer(json_mode=as_json)
-    job = app.job(job_id, "see")
+    detail = app.backend.show(cluster=app.cluster, job_id=job_id, events=limit)
     now = app.now()
-    view = views.JobView.of_checkpoints(job, app.catalog.checkpoints(job.id))
-    events = app.catalog.events(job.id, limit=max(limit, 0))
+    view = views.JobView.of_checkpoints(detail.job, detail.checkpoints)
+    events = detail.events
     if out.json_mode:
         out.document(
             "job",
@@ -111,8 +102,8 @@ def show(app: App, job_id: int, limit: int, as_json: bool) -> None:
 def checkpoints(app: App, job_id: int, as_json: bool) -> None:
     """Every checkpoint of a job, newest first: state, size, durations, reason."""
     out = Writer(json_mode=as_json)
-    job = app.job(job_id, "see")
-    records = app.catalog.checkpoints(job.id)
+    listed = app.backend.checkpoints(cluster=app.cluster, job_id=job_id)
+    job, records = listed.job, listed.checkpoints
     if out.json_mode:
         out.document(
             "checkpoint_list",

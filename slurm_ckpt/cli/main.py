@@ -76,9 +76,12 @@ def cli(
 ) -> None:
     """See and steer checkpointed Slurm jobs.
 
+    Root works on the catalog; anyone else asks slurm-ckptd, which decides
+    what they may see and do.
+
     Exit codes: 0 ok, 1 other error, 2 bad argument, 3 unknown job, 4 job not
-    checkpointed, 5 catalog unavailable, 6 action failed, 7 timeout, 8 not
-    allowed, 9 a check failed, 10 bad configuration.
+    checkpointed, 5 catalog or service unavailable, 6 action failed, 7
+    timeout, 8 not allowed, 9 a check failed, 10 bad configuration.
     """
     app = App(config_file=config_file, cluster_override=cluster, fixed_now=now)
     ctx.obj = app

@@ -435,7 +435,8 @@ class Catalog:
             return CheckpointRecord.of(_checkpoint(session, checkpoint_id))
 
     def mark_valid(self, checkpoint_id: int, result: DumpResult, now: datetime) -> CheckpointRecord:
-        """REQUESTED -> VALID with the verified dump's facts."""
+        """REQUESTED -> VALID with the verified dump's facts; also FAILED -> VALID for
+        a request failed at its deadline whose image arrived and verified after all."""
         return self._transition(
             checkpoint_id,
             CheckpointState.VALID,
@@ -447,6 +448,7 @@ class Catalog:
                 "freeze_seconds": result.freeze_seconds,
                 "criu_version": result.criu_version,
                 "manifest_checksum": result.manifest_checksum,
+                "error": None,
                 "completed_at": now,
             },
         )
@@ -548,6 +550,16 @@ class Catalog:
         with self.db.session() as session:
             rows = session.scalars(query.order_by(Checkpoint.seq.desc()))
             return [CheckpointRecord.of(row) for row in rows]
+
+    def jobs_with_checkpoints_in(self, state: CheckpointState) -> list[JobRecord]:
+        """Every job that has a checkpoint in `state` (recovery: OBSOLETE ones)."""
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(Job).where(
+                    Job.id.in_(select(Checkpoint.job_id).where(Checkpoint.state == state))
+                )
+            )
+            return [JobRecord.of(row) for row in rows]
 
     def stuck_requests(self, older_than: timedelta, now: datetime) -> list[CheckpointRecord]:
         """Checkpoints still REQUESTED `older_than` after they were requested, oldest first."""

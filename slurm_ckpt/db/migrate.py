@@ -6,6 +6,9 @@ wheel carries them as slurm_ckpt/db/migrations/ (see pyproject.toml).
 
 from __future__ import annotations
 
+import contextlib
+import grp
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,11 +48,19 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> str | None:
-    """Bring the catalog's schema to `revision`; return the revision it is at afterwards."""
+def upgrade(
+    url: str | None = None, revision: str = "head", *, group: str | None = None
+) -> str | None:
+    """Bring the catalog's schema to `revision`; return the revision it is at afterwards.
+
+    A SQLite file is created readable by its owner only; with `group` (the admin
+    group), see `restrict_sqlite_file`.
+    """
     config = alembic_config(url)
-    _make_sqlite_dir(config.attributes["url"])
+    _make_sqlite_file(config.attributes["url"])
     _run(config, lambda: command.upgrade(config, revision))
+    if group is not None:
+        restrict_sqlite_file(config.attributes["url"], group)
     return current(url)
 
 
@@ -90,7 +101,49 @@ def _run(config: Config, action: Callable[[], None]) -> None:
         raise CatalogSchemaError(f"catalog {url}: migration refused: {err}") from err
 
 
-def _make_sqlite_dir(url: str) -> None:
+def restrict_sqlite_file(url: str, group: str) -> None:
+    """Let only root and `group` read a SQLite catalog (and its -wal and -shm):
+    0640 root:<group>, or 0600 when the group does not exist or we are not root.
+
+    Users reach the catalog through the service's API, never the file: it holds
+    every user's jobs, uids, nodes and errors. SQLite gives the -wal and -shm it
+    makes later the database file's mode and owner.
+    """
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    try:
+        gid: int | None = grp.getgrnam(group).gr_gid
+    except KeyError:
+        gid = None
+    if os.geteuid() != 0:
+        gid = None  # only root may give a file to a group it is not in
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            if gid is not None:
+                os.fchown(fd, -1, gid)
+            os.fchmod(fd, 0o640 if gid is not None else 0o600)
+        finally:
+            os.close(fd)
+
+
+def _make_sqlite_file(url: str) -> None:
+    # Made here, owner-only, before SQLite makes it with the umask's mode: a reader
+    # who opened it in between would keep reading it after any chmod.
+    path = _sqlite_path(url)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
+def _sqlite_path(url: str) -> Path | None:
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)

@@ -17,11 +17,14 @@ class CheckpointState(StrEnum):
 
 
 # FAILED -> OBSOLETE lets retention hand a failed dump's leftovers to deletion
-# through the same path as a VALID image.
+# through the same path as a VALID image. FAILED -> VALID is for one case only
+# (Catalog.mark_valid from the late watch): a request failed at its deadline whose image then
+# arrived and verified; the alternative, a committed image the catalog calls
+# FAILED, is one retention would delete while a restart restores it.
 ALLOWED_TRANSITIONS: Mapping[CheckpointState, frozenset[CheckpointState]] = {
     CheckpointState.REQUESTED: frozenset({CheckpointState.VALID, CheckpointState.FAILED}),
     CheckpointState.VALID: frozenset({CheckpointState.OBSOLETE}),
-    CheckpointState.FAILED: frozenset({CheckpointState.OBSOLETE}),
+    CheckpointState.FAILED: frozenset({CheckpointState.OBSOLETE, CheckpointState.VALID}),
     CheckpointState.OBSOLETE: frozenset({CheckpointState.DELETED}),
     CheckpointState.DELETED: frozenset(),
 }
@@ -62,6 +65,8 @@ class EventKind(StrEnum):
     FRESH_START = "fresh_start"
     RESTORE_FAILED = "restore_failed"
     REQUEUE_REFUSED = "requeue_refused"
+    UNCHECKPOINTABLE = "uncheckpointable"  # the service will not checkpoint it, and why
+    LATE_CHECKPOINT = "late_checkpoint"  # a result after the deadline: FAILED became VALID
 
 
 class ActionKind(StrEnum):

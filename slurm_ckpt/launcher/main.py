@@ -32,9 +32,14 @@ Used as a script's interpreter line: #!/path/to/slurm-ckpt-launch /bin/bash
 Outside a job, or when checkpointing cannot be set up, the script runs unchanged."""
 
 
-def _passthrough(interpreter: list[str], script_and_args: list[str], reason: str) -> NoReturn:
+def _passthrough(
+    interpreter: list[str], script_and_args: list[str], reason: str, *, whole_line: bool = False
+) -> NoReturn:
     """Run the script exactly as without us; checkpointing must never fail a job."""
-    log.warning("running the script without checkpoints: %s", reason)
+    if whole_line:
+        log.warning("%s", reason)
+    else:
+        log.warning("running the script without checkpoints: %s", reason)
     logging.shutdown()
     signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     os.execv(interpreter[0], [*interpreter, *script_and_args])
@@ -76,9 +81,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     _log_to(None)
 
     from slurm_ckpt.launcher import session as session_mod
+    from slurm_ckpt.launcher.permission import NotPermitted
 
     try:
         session = _set_up(interpreter, Path(script), rest)
+    except NotPermitted as exc:
+        _passthrough(interpreter, [script, *rest], str(exc), whole_line=True)
     except (CkptError, OSError, ValueError) as exc:
         _passthrough(interpreter, [script, *rest], str(exc))
 
@@ -100,6 +108,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     from slurm_ckpt.config import get_settings
     from slurm_ckpt.dump.registry import get_dumper
+    from slurm_ckpt.launcher import permission
     from slurm_ckpt.launcher.session import Job, Session
     from slurm_ckpt.store.layout import ensure_job_dir, parse_job_id
 
@@ -111,6 +120,11 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     settings = get_settings()
     jobdir = ensure_job_dir(settings.paths.store_root, job_id)
     _log_to(jobdir.log_file)
+    if settings.launcher.dumper == "criu":
+        binary = settings.criu.binary
+        refused = permission.refusal(permission.look(binary), binary, settings.criu.group)
+        if refused is not None:
+            raise permission.NotPermitted(refused)
     dumper = get_dumper(
         settings.launcher.dumper,
         binary=settings.criu.binary,

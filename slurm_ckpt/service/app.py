@@ -31,10 +31,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slurm_ckpt.config import Settings
 from slurm_ckpt.db.catalog import Catalog, JobRecord
 from slurm_ckpt.db.retention import RetentionPolicy
-from slurm_ckpt.db.states import EventKind
+from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import CatalogError, CkptError, SlurmError
 from slurm_ckpt.service.actions import ActionRunner
 from slurm_ckpt.service.checkpoints import Checkpointer, Outcome, Sent
+from slurm_ckpt.service.eligibility import CriuGroup
 from slurm_ckpt.service.metrics import Health, Metrics
 from slurm_ckpt.service.policy import (
     CHAINED_REQUEUE,
@@ -47,6 +48,7 @@ from slurm_ckpt.service.policy import (
 )
 from slurm_ckpt.service.sync import Syncer, SyncResult
 from slurm_ckpt.slurm.base import JobInfo, SlurmAdapter
+from slurm_ckpt.store.jobfs import JobFiles
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,13 @@ ADMISSION_RETRY = timedelta(seconds=1)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _criu_refusal(settings: Settings) -> Callable[[int], str | None]:
+    # With the fake backend no job runs CRIU, so no group limits who is checkpointed.
+    if settings.launcher.dumper != "criu":
+        return lambda uid: None
+    return CriuGroup(settings.criu.group, settings.criu.binary).refusal
 
 
 class Service:
@@ -77,10 +86,11 @@ class Service:
         self.slurm = slurm
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.files = JobFiles(settings.paths.store_root, timeout=svc.store_timeout)
         self.checkpointer = Checkpointer(
             catalog,
             slurm,
-            settings.paths.store_root,
+            self.files,
             admission=Admission(svc.max_concurrent_checkpoints, svc.max_checkpoints_per_store),
             failures=FailureTracker(
                 timedelta(seconds=svc.failure_backoff),
@@ -103,7 +113,7 @@ class Service:
         self.syncer = Syncer(
             catalog,
             slurm,
-            settings.paths.store_root,
+            self.files,
             cluster,
             requeue=(
                 RequeuePolicy(frozenset(requeue.causes), requeue.max_restarts)
@@ -116,7 +126,8 @@ class Service:
                 timedelta(seconds=settings.walltime.margin),
             ),
             on_requeue=lambda cause: self.metrics.requeues.labels(cause=cause).inc(),
-            on_interrupted=self.checkpointer.adopt_unrequested,
+            on_interrupted=self._interrupted,
+            criu_refusal=_criu_refusal(settings),
         )
         self._executor = ThreadPoolExecutor(max_workers=4)
         self.scheduler = BackgroundScheduler(
@@ -180,12 +191,27 @@ class Service:
         return Health(healthy, age, "" if healthy else "sync is late: Slurm or catalog down?")
 
     def recover(self) -> None:
-        """Complete what a previous instance left: requests in flight, deletions, staging."""
+        """Complete what a previous instance left: requests in flight and deletions.
+        (Staging folders are removed when a job is seen not running: _interrupted.)
+        One job's trouble is logged and never stops the start."""
         now = self.clock()
         try:
+            for job in self.catalog.jobs_with_checkpoints_in(CheckpointState.OBSOLETE):
+                try:
+                    self.checkpointer.delete_obsolete(job)
+                except CatalogError:
+                    raise
+                except Exception as exc:
+                    log.warning("job %d: deletions not finished: %s", job.slurm_job_id, exc)
             for checkpoint in self.catalog.stuck_requests(timedelta(0), now + timedelta(seconds=1)):
                 job = self.catalog.get_job(checkpoint.job_id)
-                self.checkpointer.adopt(checkpoint, job)
+                try:
+                    self.checkpointer.adopt(checkpoint, job)
+                except CatalogError:
+                    raise
+                except Exception as exc:
+                    log.warning("job %d: request not followed: %s", job.slurm_job_id, exc)
+                    continue
                 log.info(
                     "job %d: following checkpoint %d left in flight",
                     job.slurm_job_id,
@@ -200,6 +226,16 @@ class Service:
                 )
         except CatalogError as exc:
             log.error("recovery postponed, catalog unavailable: %s", exc)
+
+    def _interrupted(self, job: JobRecord, now: datetime) -> None:
+        """A job stopped running or was requeued: its launcher may have taken a final
+        checkpoint of its own; a stopped one leaves no dump running to stage."""
+        self.checkpointer.adopt_unrequested(job, now)
+        if job.state != JobState.RUNNING:
+            try:
+                self.checkpointer.clean_staging(job)
+            except (CkptError, OSError) as exc:
+                log.debug("job %d: staging not cleaned: %s", job.slurm_job_id, exc)
 
     # -- tasks -------------------------------------------------------------------
 
@@ -345,6 +381,9 @@ class Service:
 
     def _chain(self, record: JobRecord, info: JobInfo, now: datetime) -> None:
         """A final checkpoint before the time limit, then a requeue (see _on_outcome)."""
+        if record.uncheckpointable_reason:
+            # No image will come: a requeue would only start the job over.
+            return
         with self._lock:
             if record.id in self._chain_pending or self.checkpointer.busy(record.id):
                 return

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, DumpResult, JobRecord
 from slurm_ckpt.db.retention import RetentionPolicy
-from slurm_ckpt.db.states import CheckpointState
+from slurm_ckpt.db.states import CheckpointState, EventKind
 from slurm_ckpt.errors import (
     CatalogConflict,
     CatalogError,
@@ -37,17 +34,19 @@ from slurm_ckpt.errors import (
     StoreError,
 )
 from slurm_ckpt.service.policy import Admission, FailureTracker
+from slurm_ckpt.service.replies import ResultReply, result_reply
 from slurm_ckpt.slurm.base import SlurmAdapter
-from slurm_ckpt.store.atomic import write_atomic
-from slurm_ckpt.store.checksum import hash_file
-from slurm_ckpt.store.layout import JobDir
-from slurm_ckpt.store.manifest import MANIFEST_NAME
-from slurm_ckpt.store.verify import verify_checkpoint, write_published_images
-from slurm_ckpt.store.writer import clean_staging
+from slurm_ckpt.store import untrusted
+from slurm_ckpt.store.checksum import ALGORITHM, hash_bytes
+from slurm_ckpt.store.jobfs import JobFiles, JobRef
+from slurm_ckpt.store.verify import images_list
 
 log = logging.getLogger(__name__)
 
-MAX_RESULT_BYTES = 64 * 1024
+# A request failed at its deadline is still watched this many deadlines more: a
+# result that arrives late makes it VALID (its image verified) or gets its
+# folder removed, so no committed image ever contradicts the catalog.
+LATE_WATCH = 4
 
 
 class Sent(StrEnum):
@@ -83,13 +82,19 @@ class Outcome:
 
 
 class Checkpointer:
-    """Sends checkpoint requests and collects their results."""
+    """Sends checkpoint requests and collects their results.
+
+    Every file operation in a job's folder goes through `files` (store.jobfs:
+    as the job's owner, bounded, with a time limit); everything read there is
+    hostile input. One job's bad file or stuck folder fails that job's
+    checkpoint only.
+    """
 
     def __init__(
         self,
         catalog: Catalog,
         slurm: SlurmAdapter,
-        store_root: Path,
+        files: JobFiles,
         *,
         admission: Admission,
         failures: FailureTracker,
@@ -99,7 +104,7 @@ class Checkpointer:
     ) -> None:
         self.catalog = catalog
         self.slurm = slurm
-        self.store_root = store_root
+        self.files = files
         self.admission = admission
         self.failures = failures
         self.deadline = deadline
@@ -109,9 +114,12 @@ class Checkpointer:
         # One completer at a time: the collect task and the sync task both complete.
         self._completing = threading.Lock()
         self._in_flight: dict[int, InFlight] = {}  # by checkpoint id
+        self._late: dict[int, InFlight] = {}  # FAILED at their deadline, by checkpoint id
+        # Publishing, retention and deletion of one job take turns (see job_lock).
+        self._job_locks: dict[int, threading.Lock] = {}
 
-    def jobdir(self, job: JobRecord) -> JobDir:
-        return JobDir(self.store_root, job.slurm_job_id)
+    def ref(self, job: JobRecord) -> JobRef:
+        return JobRef(job.slurm_job_id, job.uid)
 
     def in_flight(self) -> list[InFlight]:
         with self._lock:
@@ -120,6 +128,15 @@ class Checkpointer:
     def busy(self, job_id: int) -> bool:
         with self._lock:
             return any(f.job.id == job_id for f in self._in_flight.values())
+
+    @contextmanager
+    def job_lock(self, job_id: int) -> Iterator[None]:
+        """Held while a job's image list is published or its images deleted, so
+        the list never names an image being deleted (store invariants, writer.py)."""
+        with self._lock:
+            lock = self._job_locks.setdefault(job_id, threading.Lock())
+        with lock:
+            yield
 
     # -- request ---------------------------------------------------------------
 
@@ -131,7 +148,7 @@ class Checkpointer:
             return Sent.BACKING_OFF
         if self.busy(job.id):
             return Sent.IN_FLIGHT
-        if not self.admission.try_acquire(job.id, str(self.store_root)):
+        if not self.admission.try_acquire(job.id, str(self.files.store_root)):
             log.debug("job %d: admission full, not now", job.slurm_job_id)
             return Sent.ADMISSION_FULL
         try:
@@ -155,22 +172,14 @@ class Checkpointer:
         return Sent.SENT
 
     def _send(self, flight: InFlight) -> None:
-        jobdir = self.jobdir(flight.job)
-        try:
-            st = os.stat(jobdir.path, follow_symlinks=False)
-        except FileNotFoundError as exc:
-            raise StoreError(
-                f"{jobdir.path} does not exist: the job is not running under the launcher"
-            ) from exc
-        if st.st_uid != flight.job.uid:
-            raise StoreError(f"{jobdir.path} is owned by uid {st.st_uid}, not {flight.job.uid}")
         body = {
             "job_id": flight.job.slurm_job_id,
             "seq": flight.checkpoint.seq,
             "kind": flight.kind,
             "requested_at": flight.checkpoint.created_at.isoformat(),
         }
-        write_atomic(jobdir.request_file, json.dumps(body).encode(), owner=(st.st_uid, st.st_gid))
+        # As the job's owner, into the owner's own folder (refused when it is not).
+        self.files.write_request(self.ref(flight.job), json.dumps(body).encode())
         self.slurm.signal_batch(flight.job.slurm_job_id, "USR1")
 
     # -- collect ---------------------------------------------------------------
@@ -185,8 +194,8 @@ class Checkpointer:
         flight = InFlight(job, checkpoint, checkpoint.created_at + self.deadline, "periodic")
         with self._lock:
             self._in_flight[checkpoint.id] = flight
-        self.admission.try_acquire(job.id, str(self.store_root))
-        if self._read_result(flight) is None:
+        self.admission.try_acquire(job.id, str(self.files.store_root))
+        if self._reply(flight.job, checkpoint.seq) is None:
             try:
                 self._send(flight)
             except (CkptError, OSError) as exc:
@@ -202,19 +211,36 @@ class Checkpointer:
     def _collect(self, now: datetime) -> list[Outcome]:
         outcomes = []
         for flight in self.in_flight():
-            result = self._read_result(flight)
-            if result is not None:
-                outcomes.append(self._complete(flight, result, now))
-            elif now >= flight.deadline:
-                outcomes.append(
-                    self._finish(
-                        flight,
-                        now,
-                        valid=False,
-                        detail=f"no result within {self.deadline.total_seconds():.0f}s",
-                    )
+            try:
+                outcome = self._collect_one(flight, now)
+            except CatalogError:
+                raise  # the catalog is down: the whole pass waits for it
+            except Exception as exc:
+                # One job's unexpected failure ends that job's request, nobody else's.
+                log.exception("job %d: result not collected", flight.job.slurm_job_id)
+                outcome = self._finish(
+                    flight, now, valid=False, detail=f"internal error: {untrusted.text(exc, 200)}"
                 )
+            if outcome is not None:
+                outcomes.append(outcome)
+        self._collect_late(now)
         return outcomes
+
+    def _collect_one(self, flight: InFlight, now: datetime) -> Outcome | None:
+        reply = self._reply(flight.job, flight.checkpoint.seq)
+        if reply is not None:
+            return self._complete(flight, reply, now)
+        if now >= flight.deadline:
+            outcome = self._finish(
+                flight,
+                now,
+                valid=False,
+                detail=f"no result within {self.deadline.total_seconds():.0f}s",
+            )
+            with self._lock:
+                self._late[flight.checkpoint.id] = flight
+            return outcome
+        return None
 
     def abandon_gone(self, running: dict[int, JobRecord], now: datetime) -> list[Outcome]:
         """Fail requests no launcher will answer: the job stopped running or was requeued
@@ -222,52 +248,45 @@ class Checkpointer:
         with self._completing:
             outcomes = self._collect(now)
             for flight in self.in_flight():
-                job = running.get(flight.job.id)
-                if job is None:
-                    reason = "the job stopped running before it answered"
-                elif job.restart_count != flight.checkpoint.job_restart_count:
-                    reason = (
-                        f"the job was requeued (restart {job.restart_count}) before it answered"
-                    )
-                else:
-                    continue
-                outcomes.append(self._finish(flight, now, valid=False, detail=reason))
+                reason = _gone(flight, running)
+                if reason is not None:
+                    outcomes.append(self._finish(flight, now, valid=False, detail=reason))
+            with self._lock:
+                late = list(self._late.items())
+            for checkpoint_id, flight in late:
+                if _gone(flight, running) is not None:
+                    with self._lock:
+                        self._late.pop(checkpoint_id, None)
             return outcomes
 
-    def _read_result(self, flight: InFlight) -> dict[str, Any] | None:
-        path = self.jobdir(flight.job).result_file(flight.checkpoint.seq)
-        return self._read_result_file(path, flight.checkpoint.seq)
-
-    @staticmethod
-    def _read_result_file(path: Path, seq: int) -> dict[str, Any] | None:
-        """The launcher's result for `seq`; None while there is none."""
+    def _reply(self, job: JobRecord, seq: int) -> ResultReply | None:
+        """The launcher's answer to request `seq`; None while there is none (or its
+        folder is stuck: the deadline then decides)."""
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_RESULT_BYTES + 1)
-        except FileNotFoundError:
+            doc = self.files.read_result(self.ref(job), seq)
+        except untrusted.Untrusted as exc:
+            return ResultReply(False, f"unreadable result file: {untrusted.text(exc, 200)}")
+        except StoreError as exc:
+            log.warning("job %d: result %d not read: %s", job.slurm_job_id, seq, exc)
             return None
-        try:
-            result = json.loads(data) if len(data) <= MAX_RESULT_BYTES else None
-        except ValueError:
-            result = None
-        if not isinstance(result, dict) or result.get("seq") != seq:
-            return {"ok": False, "error": f"unreadable result file {path}"}
-        return result
+        return None if doc is None else result_reply(doc, seq)
 
-    def _complete(self, flight: InFlight, result: dict[str, Any], now: datetime) -> Outcome:
-        if not result.get("ok"):
-            return self._finish(flight, now, valid=False, detail=str(result.get("error")))
+    def _complete(self, flight: InFlight, reply: ResultReply, now: datetime) -> Outcome:
+        if not reply.ok:
+            return self._finish(flight, now, valid=False, detail=reply.error)
         try:
             dump = self.examine(flight.job, flight.checkpoint.seq)
         except (CkptError, OSError) as exc:
-            return self._finish(flight, now, valid=False, detail=f"image refused: {exc}")
+            return self._finish(
+                flight, now, valid=False, detail=f"image refused: {untrusted.text(exc, 500)}"
+            )
         return self._finish(flight, now, valid=True, detail="", dump=dump)
 
     def examine(self, job: JobRecord, seq: int) -> DumpResult:
-        """Check a committed image's structure and owner. Raises StoreError, OSError."""
-        path = self.jobdir(job).checkpoint(seq)
+        """Check a committed image's structure and owner. Raises StoreError."""
         # Structure only: the launcher hashed it a moment ago; restores re-hash.
-        manifest = verify_checkpoint(path)
+        manifest, raw = self.files.verify(self.ref(job), seq)
+        path = self.files.jobdir(self.ref(job)).checkpoint(seq)
         if manifest.uid != job.uid or manifest.job_id != job.slurm_job_id:
             raise StoreError(f"manifest of {path} names uid {manifest.uid}, job {manifest.job_id}")
         return DumpResult(
@@ -277,25 +296,82 @@ class Checkpointer:
             dump_seconds=manifest.dump_seconds,
             freeze_seconds=manifest.freeze_seconds,
             criu_version=manifest.criu_version,
-            manifest_checksum=f"xxh3_128:{hash_file(path / MANIFEST_NAME)}",
+            # The bytes verified, never the path read again: it may have been swapped.
+            manifest_checksum=f"{ALGORITHM}:{hash_bytes(raw)}",
         )
+
+    def _collect_late(self, now: datetime) -> None:
+        """Settle requests FAILED at their deadline whose result came after all."""
+        with self._lock:
+            late = list(self._late.items())
+        for checkpoint_id, flight in late:
+            try:
+                settled = self._settle_late(flight, now)
+            except CatalogError:
+                raise
+            except Exception:
+                log.exception("job %d: late result not settled", flight.job.slurm_job_id)
+                settled = True
+            if settled or now >= flight.deadline + LATE_WATCH * self.deadline:
+                with self._lock:
+                    self._late.pop(checkpoint_id, None)
+
+    def _settle_late(self, flight: InFlight, now: datetime) -> bool:
+        """True once the late request is settled (VALID, or its image removed)."""
+        job, seq = flight.job, flight.checkpoint.seq
+        reply = self._reply(job, seq)
+        if reply is None:
+            return False
+        if reply.ok:
+            try:
+                dump = self.examine(job, seq)
+                self.catalog.mark_valid(flight.checkpoint.id, dump, now)
+            except (CkptError, OSError) as exc:
+                if isinstance(exc, CatalogError) and not isinstance(exc, IllegalTransition):
+                    raise
+                log.warning("job %d: late checkpoint %d not kept: %s", job.slurm_job_id, seq, exc)
+            else:
+                self.catalog.record_event(
+                    job.id,
+                    EventKind.LATE_CHECKPOINT,
+                    now,
+                    detail=f"checkpoint {seq} answered after its deadline: VALID",
+                    checkpoint_seq=seq,
+                )
+                log.info("job %d: late checkpoint %d VALID", job.slurm_job_id, seq)
+                self._after_valid(job, now)
+                return True
+        # Not usable: its folder must not outlive the FAILED row.
+        with self.job_lock(job.id):
+            self.files.delete_checkpoint(self.ref(job), seq)
+        return True
 
     def adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
         """Record the launcher's own final checkpoints (taken on Slurm's signal before a
         preemption or the time limit) that the catalog does not know, and publish them."""
+        try:
+            return self._adopt_unrequested(job, now)
+        except CatalogError:
+            raise
+        except (CkptError, OSError) as exc:
+            log.warning("job %d: final checkpoints not looked for: %s", job.slurm_job_id, exc)
+            return []
+
+    def _adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
         known = {c.seq for c in self.catalog.checkpoints(job.id)}
-        jobdir = self.jobdir(job)
         adopted = []
-        for seq in jobdir.committed_seqs():
+        for seq in self.files.committed_seqs(self.ref(job)):
             if seq in known or self.busy(job.id):
                 continue
-            result = self._read_result_file(jobdir.result_file(seq), seq)
-            if not result or not result.get("ok"):
+            reply = self._reply(job, seq)
+            if reply is None or not reply.ok:
                 continue
             try:
                 dump = self.examine(job, seq)
                 self.catalog.adopt_checkpoint(job.id, seq, dump, now)
             except (CkptError, OSError) as exc:
+                if isinstance(exc, CatalogError) and not isinstance(exc, CatalogConflict):
+                    raise
                 log.warning(
                     "job %d: final checkpoint %d not adopted: %s", job.slurm_job_id, seq, exc
                 )
@@ -316,6 +392,7 @@ class Checkpointer:
         dump: DumpResult | None = None,
     ) -> Outcome:
         job, checkpoint = flight.job, flight.checkpoint
+        detail = untrusted.text(detail)
         try:
             if valid and dump is not None:
                 self.catalog.mark_valid(checkpoint.id, dump, now)
@@ -336,13 +413,7 @@ class Checkpointer:
         if valid:
             self.failures.succeeded(job.id)
             log.info("job %d: checkpoint %d VALID", job.slurm_job_id, checkpoint.seq)
-            try:
-                self.publish(job)
-                self.apply_retention(job, now)
-            except (CkptError, OSError) as exc:
-                # Retried after the next success; the newest image is listed either way
-                # once a publish goes through.
-                log.error("job %d: images not published or pruned: %s", job.slurm_job_id, exc)
+            self._after_valid(job, now)
         else:
             state = self.failures.failed(job.id, now)
             log.warning(
@@ -368,38 +439,63 @@ class Checkpointer:
         self.on_outcome(outcome)
         return outcome
 
+    def _after_valid(self, job: JobRecord, now: datetime) -> None:
+        try:
+            self.publish(job)
+            self.apply_retention(job, now)
+        except (CkptError, OSError) as exc:
+            if isinstance(exc, CatalogError):
+                raise
+            # Retried after the next success; the newest image is listed either way
+            # once a publish goes through.
+            log.error("job %d: images not published or pruned: %s", job.slurm_job_id, exc)
+
     # -- images ----------------------------------------------------------------
 
     def publish(self, job: JobRecord) -> None:
         """Write the list of valid images the launcher restores from, newest first."""
+        with self.job_lock(job.id):
+            self._publish(job)
+
+    def _publish(self, job: JobRecord) -> None:
         seqs = [c.seq for c in self.catalog.valid_checkpoints(job.id)]
-        write_published_images(self.jobdir(job), seqs)
+        self.files.publish(self.ref(job), images_list(job.slurm_job_id, seqs))
 
     def apply_retention(self, job: JobRecord, now: datetime) -> None:
         """Mark, publish, delete: a listed image is never deleted."""
-        decided = self.catalog.apply_retention(job.id, self.retention, now)
-        if not decided.obsolete:
-            return
-        self.publish(job)
-        for checkpoint in decided.obsolete:
-            path = self.jobdir(job).checkpoint(checkpoint.seq)
-            shutil.rmtree(path, ignore_errors=True)
-            if not path.exists():
-                self.catalog.mark_deleted(checkpoint.id)
+        with self.job_lock(job.id):
+            decided = self.catalog.apply_retention(job.id, self.retention, now)
+            if decided.obsolete:
+                self._publish(job)
+                self._delete(job, list(decided.obsolete))
 
     def delete_obsolete(self, job: JobRecord) -> None:
-        """Finish deletions a crash interrupted."""
-        for checkpoint in self.catalog.checkpoints(job.id, states=[CheckpointState.OBSOLETE]):
-            path = self.jobdir(job).checkpoint(checkpoint.seq)
-            shutil.rmtree(path, ignore_errors=True)
-            if not path.exists():
+        """Finish deletions a crash interrupted: publish first (the list may still
+        name an OBSOLETE image), then delete."""
+        with self.job_lock(job.id):
+            obsolete = self.catalog.checkpoints(job.id, states=[CheckpointState.OBSOLETE])
+            if obsolete:
+                self._publish(job)
+                self._delete(job, obsolete)
+
+    def _delete(self, job: JobRecord, checkpoints: list[CheckpointRecord]) -> None:
+        for checkpoint in checkpoints:
+            if self.files.delete_checkpoint(self.ref(job), checkpoint.seq):
                 self.catalog.mark_deleted(checkpoint.id)
 
     def clean_staging(self, job: JobRecord) -> None:
         """Remove leftovers of dumps cut off by a crash; only when none is in flight."""
         if self.busy(job.id):
             return
-        jobdir = self.jobdir(job)
-        if jobdir.path.exists():
-            for removed in clean_staging(jobdir):
-                log.info("job %d: removed unfinished dump %s", job.slurm_job_id, removed)
+        for removed in self.files.clean_staging(self.ref(job)):
+            log.info("job %d: removed unfinished dump staging/%s", job.slurm_job_id, removed)
+
+
+def _gone(flight: InFlight, running: dict[int, JobRecord]) -> str | None:
+    """Why no launcher will answer `flight` any more, or None while one may."""
+    job = running.get(flight.job.id)
+    if job is None:
+        return "the job stopped running before it answered"
+    if job.restart_count != flight.checkpoint.job_restart_count:
+        return f"the job was requeued (restart {job.restart_count}) before it answered"
+    return None

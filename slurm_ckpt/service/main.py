@@ -62,7 +62,7 @@ def cli(config_file: Path | None, log_level: str | None, syslog: bool, cluster: 
         raise click.ClickException(str(exc)) from exc
     _logging(log_level or settings.service.log_level, syslog)
     try:
-        service, server = _build(settings, cluster)
+        service, servers = _build(settings, cluster)
     except CkptError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -73,14 +73,14 @@ def cli(config_file: Path | None, log_level: str | None, syslog: bool, cluster: 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     service.start()
-    if server is not None:
+    for server in servers:
         server.start()
     try:
         while not service.stopped.wait(1.0):
             pass
     finally:
         service.stop()
-        if server is not None:
+        for server in servers:
             server.stop()
 
 
@@ -88,6 +88,7 @@ def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
     from slurm_ckpt.db import migrate
     from slurm_ckpt.db.catalog import Catalog
     from slurm_ckpt.db.session import open_database, shown_url
+    from slurm_ckpt.service.api import Api, ApiServer
     from slurm_ckpt.service.app import Service
     from slurm_ckpt.service.metrics import Metrics, MetricsServer
     from slurm_ckpt.slurm import registry
@@ -103,22 +104,29 @@ def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
         raise CkptError(
             f"store root {settings.paths.store_root} does not exist: create it (mode 1733)"
         )
+    # A catalog made by an older release may still be world-readable.
+    migrate.restrict_sqlite_file(url, settings.admin.group)
     catalog = Catalog(open_database(url))
     slurm = registry.create(settings.slurm.adapter, settings.slurm)
     metrics = Metrics()
     service = Service(
         settings, catalog, slurm, cluster=cluster or settings.slurm.cluster, metrics=metrics
     )
-    server = None
+    servers: list[MetricsServer | ApiServer] = []
     if settings.service.metrics_port:
-        server = MetricsServer(
-            metrics,
-            service.health,
-            host=settings.service.metrics_host,
-            port=settings.service.metrics_port,
+        servers.append(
+            MetricsServer(
+                metrics,
+                service.health,
+                host=settings.service.metrics_host,
+                port=settings.service.metrics_port,
+            )
         )
+    if settings.api.port:
+        api = Api(catalog, settings, clock=service.clock)
+        servers.append(ApiServer(api, host=settings.api.host, port=settings.api.port))
     log.info("catalog %s, Slurm via %s, pid %d", shown_url(url), slurm.name, os.getpid())
-    return service, server
+    return service, servers
 
 
 def main() -> None:

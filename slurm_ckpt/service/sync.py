@@ -7,20 +7,20 @@ for requeues of jobs that ended badly, and tells the scheduler which jobs run.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from slurm_ckpt.db.catalog import Catalog, JobRecord, NewJob
 from slurm_ckpt.db.states import EventKind, JobState
-from slurm_ckpt.errors import CkptError, SlurmError
+from slurm_ckpt.errors import CkptError, SlurmError, StoreError
 from slurm_ckpt.service.policy import CHAINED_REQUEUE, RequeuePolicy, WalltimeChaining
+from slurm_ckpt.service.replies import restart_reply
 from slurm_ckpt.slurm import states
 from slurm_ckpt.slurm.base import JobInfo, SlurmAdapter
-from slurm_ckpt.store.layout import JobDir
+from slurm_ckpt.store import untrusted
+from slurm_ckpt.store.jobfs import JobFiles, JobRef
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,18 @@ class Syncer:
         self,
         catalog: Catalog,
         slurm: SlurmAdapter,
-        store_root: Path,
+        files: JobFiles,
         cluster: str,
         *,
         requeue: RequeuePolicy | None,
         walltime: WalltimeChaining,
         on_requeue: Callable[[str], None] = lambda cause: None,
         on_interrupted: Callable[[JobRecord, datetime], object] = lambda job, now: None,
+        criu_refusal: Callable[[int], str | None] = lambda uid: None,
     ) -> None:
         self.catalog = catalog
         self.slurm = slurm
-        self.store_root = store_root
+        self.files = files
         self.cluster = cluster
         self.requeue_policy = requeue
         self.walltime = walltime
@@ -82,6 +83,8 @@ class Syncer:
         # Called when a job stopped running or was requeued: the moment its launcher
         # may have taken a final checkpoint of its own.
         self.on_interrupted = on_interrupted
+        # Why a uid's jobs cannot be checkpointed (not allowed to run CRIU), or None.
+        self.criu_refusal = criu_refusal
         # Restart reports already turned into events: (catalog job id, restart count).
         self._reported: set[tuple[int, int]] = set()
         # Jobs whose time limit was reached by chaining: catalog job id -> chained runs.
@@ -104,6 +107,10 @@ class Syncer:
                     self.on_interrupted(record, now)
             except CkptError as exc:
                 log.error("job %d: sync failed: %s", info.job_id, exc)
+                continue
+            except Exception:
+                # One job's unexpected failure must not stop the others' sync.
+                log.exception("job %d: sync failed", info.job_id)
                 continue
             if info.is_running and info.batch_host:
                 result.running[record.id] = (record, info)
@@ -163,6 +170,20 @@ class Syncer:
         for record in records:
             known[record.slurm_job_id] = record
             log.info("job %d: tracking (every %ds)", record.slurm_job_id, record.interval_seconds)
+            refused = self.criu_refusal(record.uid)
+            if refused is None:
+                continue
+            try:
+                known[record.slurm_job_id] = self.catalog.mark_uncheckpointable(
+                    record.id, refused, now
+                )
+                self.catalog.record_event(
+                    record.id, EventKind.UNCHECKPOINTABLE, now, detail=refused
+                )
+            except CkptError as exc:
+                log.error("job %d: not marked uncheckpointable: %s", record.slurm_job_id, exc)
+                continue
+            log.warning("job %d: uncheckpointable: %s", record.slurm_job_id, refused)
 
     def _fold(self, record: JobRecord | None, info: JobInfo, now: datetime) -> JobRecord:
         state = job_state(info.state)
@@ -186,32 +207,29 @@ class Syncer:
         key = (record.id, record.restart_count)
         if key in self._reported:
             return
-        path = JobDir(self.store_root, record.slurm_job_id).path / "restarts"
-        report_file = path / f"{record.restart_count:04d}.json"
         try:
-            report = json.loads(report_file.read_bytes()[:65536])
-        except FileNotFoundError:
+            doc = self.files.read_restart_report(
+                JobRef(record.slurm_job_id, record.uid), record.restart_count
+            )
+        except untrusted.Untrusted as exc:
+            doc = {"outcome": "failed", "attempts": [], "error": str(exc)}
+        except StoreError as exc:
+            log.warning("job %d: restart report not read: %s", record.slurm_job_id, exc)
+            return  # read again at the next sync
+        if doc is None:
             return  # the launcher has not started yet
-        except ValueError:
-            report = {"outcome": "failed", "attempts": [], "error": "unreadable report"}
         self._reported.add(key)
         if self._already_recorded(record):
             return
-        outcome = report.get("outcome") if isinstance(report, dict) else None
-        kind = OUTCOME_EVENTS.get(str(outcome), EventKind.RESTORE_FAILED)
-        seq = report.get("seq") if isinstance(report.get("seq"), int) else None
-        failures = "; ".join(
-            f"image {a.get('seq')}: {a.get('error')}"
-            for a in report.get("attempts", [])
-            if isinstance(a, dict)
-        )
-        took = report.get("launcher_seconds")
+        report = restart_reply(doc)
+        kind = OUTCOME_EVENTS[report.outcome]
+        took = report.launcher_seconds
         detail = (
-            f"restart {record.restart_count}: {outcome}"
-            + (f" in {took:.2f}s" if isinstance(took, int | float) and took > 0 else "")
-            + (f" ({failures})" if failures else "")
+            f"restart {record.restart_count}: {report.outcome}"
+            + (f" in {took:.2f}s" if took else "")
+            + (f" ({report.failures})" if report.failures else "")
         )
-        self.catalog.record_event(record.id, kind, now, detail=detail, checkpoint_seq=seq)
+        self.catalog.record_event(record.id, kind, now, detail=detail, checkpoint_seq=report.seq)
         log.info("job %d: %s", record.slurm_job_id, detail)
 
     def _already_recorded(self, record: JobRecord) -> bool:

@@ -10,6 +10,7 @@ and that user could rewrite a cryptographic hash as easily as the image.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,14 +29,24 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
     `progress`, when given, is called after each chunk with the bytes hashed so far.
     Raises OSError when the file cannot be read.
     """
+    with path.open("rb", buffering=0) as f:
+        return hash_fd(f.fileno(), progress)
+
+
+def hash_fd(fd: int, progress: Callable[[int], None] | None = None) -> str:
+    """hash_file on an open descriptor, read from its current offset to the end."""
     hasher = xxhash.xxh3_128()
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
     done = 0
-    with path.open("rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            hasher.update(view[:n])
-            done += n
-            if progress is not None:
-                progress(done)
+    while n := os.readv(fd, [buf]):
+        hasher.update(view[:n])
+        done += n
+        if progress is not None:
+            progress(done)
     return hasher.hexdigest()
+
+
+def hash_bytes(data: bytes) -> str:
+    """The checksum of bytes already in memory (a manifest as it was read)."""
+    return xxhash.xxh3_128(data).hexdigest()

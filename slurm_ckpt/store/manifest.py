@@ -16,12 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from slurm_ckpt.errors import ManifestError
+from slurm_ckpt.store import untrusted
 from slurm_ckpt.store.layout import MAX_JOB_ID, MAX_SEQ
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
-_HEX_RE = re.compile(r"[0-9a-f]+")
+_HEX_RE = re.compile(r"[0-9a-f]{1,128}")
+# The catalog's columns and common sense: a manifest is written by the job's user.
+_STRING_LIMITS = {"criu_version": 32, "kernel": 256, "checksum_algorithm": 32}
+MAX_FILES = 100_000
 
 
 def check_plain_name(name: str) -> str:
@@ -105,10 +109,14 @@ class Manifest:
         _check_int(self.uid, "uid", 0)
         _check_int(self.gid, "gid", 0)
         _check_int(self.restart_count, "restart_count", 0)
-        for key in ("criu_version", "kernel", "checksum_algorithm"):
+        for key, longest in _STRING_LIMITS.items():
             value = getattr(self, key)
-            if not isinstance(value, str) or not value:
-                raise ManifestError(f"manifest: {key} must be a non-empty string")
+            if not isinstance(value, str) or not value or len(value) > longest:
+                raise ManifestError(
+                    f"manifest: {key} must be a non-empty string of at most {longest} characters"
+                )
+            if untrusted.has_control(value):
+                raise ManifestError(f"manifest: {key} holds control characters")
         created = self.created_at
         if not isinstance(created, datetime) or created.utcoffset() != UTC.utcoffset(None):
             raise ManifestError("manifest: created_at must be a UTC datetime")
@@ -124,6 +132,10 @@ class Manifest:
             isinstance(f, OpenFile) for f in self.open_files
         ):
             raise ManifestError("manifest: open_files must be a tuple of OpenFile")
+        if len(self.files) > MAX_FILES or len(self.open_files) > MAX_FILES:
+            raise ManifestError(f"manifest: more than {MAX_FILES} files listed")
+        if sum(f.size for f in self.files) > untrusted.MAX_INT:
+            raise ManifestError("manifest: the files add up to more than 2**63 - 1 bytes")
         names = [f.name for f in self.files]
         if len(set(names)) != len(names):
             raise ManifestError("manifest: a file is listed twice")
@@ -168,9 +180,9 @@ class Manifest:
     def from_json(cls, data: bytes) -> Manifest:
         """Parse a manifest. Raises ManifestError with a one-line reason."""
         try:
-            doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError) as err:
-            raise ManifestError(f"manifest: not valid JSON: {err}") from err
+            doc = untrusted.loads(data, "manifest")
+        except untrusted.Untrusted as err:
+            raise ManifestError(str(err)) from err
         obj = _object(doc, "manifest", _MANIFEST_KEYS)
         version = obj["format_version"]
         if isinstance(version, bool) or version != FORMAT_VERSION:
@@ -230,10 +242,6 @@ _MANIFEST_KEYS = frozenset(
 )
 _FILE_KEYS = frozenset(("name", "size", "checksum"))
 _OPEN_FILE_KEYS = frozenset(("path", "size", "append", "saved_copy"))
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
 
 
 def _object(value: object, what: str, keys: frozenset[str]) -> dict[str, Any]:
@@ -298,7 +306,9 @@ def _datetime(obj: dict[str, Any], key: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def _check_int(value: object, what: str, minimum: int, maximum: int | None = None) -> None:
+def _check_int(
+    value: object, what: str, minimum: int, maximum: int | None = untrusted.MAX_INT
+) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int)

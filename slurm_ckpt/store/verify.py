@@ -6,7 +6,6 @@ one stat per file) and re-hashes every file with read_data=True.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -16,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ckpt.errors import BadImageList, BadPath, ImageCorrupt, ManifestError, StoreError
+from slurm_ckpt.store import untrusted
 from slurm_ckpt.store.atomic import write_atomic
-from slurm_ckpt.store.checksum import ALGORITHM, hash_file
+from slurm_ckpt.store.checksum import ALGORITHM, hash_fd
 from slurm_ckpt.store.layout import JobDir, check_seq
 from slurm_ckpt.store.manifest import MANIFEST_NAME, Manifest
 
@@ -43,55 +43,109 @@ def verify_checkpoint(
     for another reason (permissions, I/O).
     """
     where = str(path)
-    st = _lstat(path, where, "folder")
+    try:
+        fd = untrusted.open_dir(None, str(path), owner=None)
+    except untrusted.Untrusted as err:
+        raise ImageCorrupt(where, "not a folder (symlink or file)") from err
+    if fd is None:
+        raise ImageCorrupt(where, "folder: missing")
+    try:
+        manifest, _ = verify_checkpoint_fd(fd, where, read_data=read_data, progress=progress)
+    finally:
+        os.close(fd)
+    return manifest
+
+
+def verify_checkpoint_fd(
+    folder_fd: int,
+    where: str,
+    *,
+    read_data: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    owner: int | None = None,
+) -> tuple[Manifest, bytes]:
+    """verify_checkpoint on an open folder; also returns the manifest's bytes as read.
+
+    Every file is opened relative to `folder_fd` without following a symlink;
+    with `owner`, the folder and every file must belong to that uid.
+    """
+    st = os.fstat(folder_fd)
     if not stat.S_ISDIR(st.st_mode):
         raise ImageCorrupt(where, "not a folder (symlink or file)")
     if stat.S_IMODE(st.st_mode) & 0o022:
         raise ImageCorrupt(
             where, f"folder is writable by group or others ({stat.S_IMODE(st.st_mode):04o})"
         )
+    if owner is not None and st.st_uid != owner:
+        raise ImageCorrupt(where, f"folder is owned by uid {st.st_uid}, not {owner}")
 
-    manifest = _read_manifest(path)
-    if _SEQ_NAME_RE.fullmatch(path.name) and int(path.name) != manifest.seq:
-        raise ImageCorrupt(where, f"{MANIFEST_NAME} says seq {manifest.seq}, folder is {path.name}")
+    manifest, raw = _read_manifest(folder_fd, where, owner)
+    name = os.path.basename(where)
+    if _SEQ_NAME_RE.fullmatch(name) and int(name) != manifest.seq:
+        raise ImageCorrupt(where, f"{MANIFEST_NAME} says seq {manifest.seq}, folder is {name}")
 
-    try:
-        present = sorted(os.listdir(path))
-    except OSError as err:
-        raise StoreError(f"cannot list {path}: {err.strerror or err}") from err
     listed = {f.name for f in manifest.files}
-    for name in present:
-        if name != MANIFEST_NAME and name not in listed:
-            raise ImageCorrupt(where, f"{name}: not listed in {MANIFEST_NAME}")
+    try:
+        with os.scandir(folder_fd) as present:
+            for count, found in enumerate(present):
+                if count > len(listed) or (
+                    found.name != MANIFEST_NAME and found.name not in listed
+                ):
+                    name = untrusted.text(found.name, 80)
+                    raise ImageCorrupt(where, f"{name}: not listed in {MANIFEST_NAME}")
+    except OSError as err:
+        raise StoreError(f"cannot list {where}: {err.strerror or err}") from err
     for entry in manifest.files:
-        file_st = _lstat(path / entry.name, where, entry.name)
+        try:
+            file_st = os.stat(entry.name, dir_fd=folder_fd, follow_symlinks=False)
+        except FileNotFoundError as err:
+            raise ImageCorrupt(where, f"{entry.name}: missing") from err
+        except OSError as err:
+            raise StoreError(f"cannot stat {where}/{entry.name}: {err.strerror or err}") from err
         if not stat.S_ISREG(file_st.st_mode):
             raise ImageCorrupt(where, f"{entry.name}: not a regular file")
+        if owner is not None and file_st.st_uid != owner:
+            raise ImageCorrupt(where, f"{entry.name}: owned by uid {file_st.st_uid}, not {owner}")
         if file_st.st_size != entry.size:
             raise ImageCorrupt(
                 where, f"{entry.name}: size {file_st.st_size}, manifest says {entry.size}"
             )
 
     if read_data:
-        if manifest.checksum_algorithm != ALGORITHM:
-            raise ImageCorrupt(
-                where, f"checksum algorithm {manifest.checksum_algorithm!r} is not {ALGORITHM!r}"
-            )
-        total = manifest.total_size
-        done_before = 0
-        for entry in manifest.files:
-            base = done_before
-            report = None if progress is None else _offset(progress, base, total)
-            try:
-                checksum = hash_file(path / entry.name, report)
-            except FileNotFoundError as err:
-                raise ImageCorrupt(where, f"{entry.name}: missing") from err
-            except OSError as err:
-                raise StoreError(f"cannot read {path / entry.name}: {err.strerror or err}") from err
-            if checksum != entry.checksum:
-                raise ImageCorrupt(where, f"{entry.name}: checksum mismatch (content changed)")
-            done_before += entry.size
-    return manifest
+        _check_data(folder_fd, where, manifest, progress, owner)
+    return manifest, raw
+
+
+def _check_data(
+    folder_fd: int,
+    where: str,
+    manifest: Manifest,
+    progress: Callable[[int, int], None] | None,
+    owner: int | None,
+) -> None:
+    if manifest.checksum_algorithm != ALGORITHM:
+        raise ImageCorrupt(
+            where, f"checksum algorithm {manifest.checksum_algorithm!r} is not {ALGORITHM!r}"
+        )
+    total = manifest.total_size
+    done_before = 0
+    for entry in manifest.files:
+        report = None if progress is None else _offset(progress, done_before, total)
+        try:
+            fd = untrusted.open_regular(folder_fd, entry.name, owner=owner)
+        except untrusted.Untrusted as err:
+            raise ImageCorrupt(where, f"{entry.name}: {err}") from err
+        if fd is None:
+            raise ImageCorrupt(where, f"{entry.name}: missing")
+        try:
+            checksum = hash_fd(fd, report)
+        except OSError as err:
+            raise StoreError(f"cannot read {where}/{entry.name}: {err.strerror or err}") from err
+        finally:
+            os.close(fd)
+        if checksum != entry.checksum:
+            raise ImageCorrupt(where, f"{entry.name}: checksum mismatch (content changed)")
+        done_before += entry.size
 
 
 def published_images(job: JobDir) -> list[int]:
@@ -104,19 +158,12 @@ def published_images(job: JobDir) -> list[int]:
     """
     path = job.images_list
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return []
-    except OSError as err:
-        raise StoreError(f"cannot read {path}: {err.strerror or err}") from err
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(_MAX_IMAGES_LIST_BYTES + 1)
-    if len(data) > _MAX_IMAGES_LIST_BYTES:
-        raise BadImageList(f"{path}: too large")
-    try:
-        doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise BadImageList(f"{path}: not valid JSON: {err}") from err
+        data = untrusted.read_file(None, str(path), _MAX_IMAGES_LIST_BYTES, owner=None)
+        if data is None:
+            return []
+        doc = untrusted.loads(data, str(path))
+    except untrusted.Untrusted as err:
+        raise BadImageList(str(err)) from err
     if not isinstance(doc, dict) or set(doc) != {"job_id", "images"}:
         raise BadImageList(f'{path}: must be an object with exactly "job_id" and "images"')
     if doc["job_id"] != job.job_id or isinstance(doc["job_id"], bool):
@@ -130,44 +177,36 @@ def published_images(job: JobDir) -> list[int]:
     return seqs
 
 
-def write_published_images(job: JobDir, seqs: Sequence[int]) -> None:
-    """Atomically publish `seqs` as the job's valid images (any order; stored newest first).
+def images_list(job_id: int, seqs: Sequence[int]) -> bytes:
+    """The content of images.json publishing `seqs` (any order; stored newest first).
 
-    Run as root (the service), the file is given to the owner of the job's
-    folder so the launcher, running as that user, can read it.
-    Raises BadPath for an invalid or repeated seq, StoreError when it cannot write.
+    Raises BadPath for an invalid or repeated seq.
     """
     ordered = sorted((check_seq(s) for s in seqs), reverse=True)
     if len(set(ordered)) != len(ordered):
         raise BadPath(f"repeated sequence number in {list(seqs)!r:.80}", value=repr(list(seqs)))
-    doc = {"job_id": job.job_id, "images": [{"seq": s} for s in ordered]}
-    owner = None
-    if os.geteuid() == 0:
-        st = _lstat(job.path, str(job.path), "job folder", error=StoreError)
-        if not stat.S_ISDIR(st.st_mode):
-            raise StoreError(f"{job.path} is not a folder")
-        owner = (st.st_uid, st.st_gid)
-    write_atomic(job.images_list, json.dumps(doc, sort_keys=True).encode() + b"\n", owner=owner)
+    doc = {"job_id": job_id, "images": [{"seq": s} for s in ordered]}
+    return json.dumps(doc, sort_keys=True).encode() + b"\n"
 
 
-def _read_manifest(path: Path) -> Manifest:
-    where = str(path)
+def write_published_images(job: JobDir, seqs: Sequence[int]) -> None:
+    """Atomically publish `seqs` as the job's valid images, as the calling user
+    (the launcher's tests; the service publishes through store.jobfs).
+
+    Raises BadPath for an invalid or repeated seq, StoreError when it cannot write.
+    """
+    write_atomic(job.images_list, images_list(job.job_id, seqs))
+
+
+def _read_manifest(folder_fd: int, where: str, owner: int | None) -> tuple[Manifest, bytes]:
     try:
-        fd = os.open(path / MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError as err:
-        raise ImageCorrupt(where, f"{MANIFEST_NAME}: missing") from err
-    except OSError as err:
-        if err.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
-            raise ImageCorrupt(where, f"{MANIFEST_NAME}: is a symlink") from err
-        raise StoreError(f"cannot read {path / MANIFEST_NAME}: {err.strerror or err}") from err
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise ImageCorrupt(where, f"{MANIFEST_NAME}: not a regular file")
-        data = f.read(_MAX_MANIFEST_BYTES + 1)
-    if len(data) > _MAX_MANIFEST_BYTES:
-        raise ImageCorrupt(where, f"{MANIFEST_NAME}: too large")
+        data = untrusted.read_file(folder_fd, MANIFEST_NAME, _MAX_MANIFEST_BYTES, owner=owner)
+    except untrusted.Untrusted as err:
+        raise ImageCorrupt(where, str(err)) from err
+    if data is None:
+        raise ImageCorrupt(where, f"{MANIFEST_NAME}: missing")
     try:
-        return Manifest.from_json(data)
+        return Manifest.from_json(data), data
     except ManifestError as err:
         raise ImageCorrupt(where, f"{MANIFEST_NAME}: {err}") from err
 
@@ -181,22 +220,5 @@ def _image_seq(item: Any, path: Path) -> int:
         raise BadImageList(f"{path}: {err}") from err
 
 
-def _lstat(
-    path: Path, where: str, what: str, error: type[StoreError] | None = None
-) -> os.stat_result:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError as err:
-        if error is not None:
-            raise error(f"{path} does not exist") from err
-        raise ImageCorrupt(where, f"{what}: missing") from err
-    except OSError as err:
-        raise StoreError(f"cannot stat {path}: {err.strerror or err}") from err
-
-
 def _offset(progress: Callable[[int, int], None], base: int, total: int) -> Callable[[int], None]:
     return lambda done: progress(base + done, total)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")

@@ -1,7 +1,8 @@
 """deploy/ansible: the playbook passes its syntax check and ansible-lint, a check-mode run
 changes nothing, and a real run on this machine (ansible_connection=local) installs slurm-ckpt
 on top of the local test cluster; a second run changes nothing, and a --checkpoint job
-submitted through the deployed install gets a VALID checkpoint from the deployed service.
+submitted through the deployed install gets a VALID checkpoint from the deployed service,
+started with the capabilities its unit leaves it (none of root's DAC overrides).
 
 The deployment goes into its own prefix (PREFIX), so the cluster's /opt/slurm-ckpt is never
 touched; the files it writes are where the cluster reads them (/etc/slurm, /etc/slurm-ckpt).
@@ -11,6 +12,7 @@ Every file and folder under WATCHED is backed up first and put back afterwards, 
 
 from __future__ import annotations
 
+import grp
 import json
 import os
 import re
@@ -48,6 +50,9 @@ PREFIX = Path("/opt/slurm-ckpt-deploy")
 CRIU_CACHE = Path("/var/cache/slurm-ckpt-deploy-test/criu")
 CLUSTER_CONFIG = Path("/etc/slurm-ckpt/config.toml")
 UNIT = Path("/etc/systemd/system/slurm-ckptd.service")
+CRIU_GROUP = "slurm-ckpt-criu"  # the roles' default slurm_ckpt_criu_group
+# What root may not do on a root-squashed store; the unit removes them from the service.
+SQUASHED_CAPS = {"dac_override": 1, "dac_read_search": 2, "fowner": 3}
 # Everything the roles may write outside PREFIX, with the folders the state lives in.
 WATCHED = (
     Path("/etc/slurm"),
@@ -301,7 +306,11 @@ def test_playbook_passes_the_syntax_check() -> None:
     plays = re.findall(r"play #\d+ \((\S+)\)", listed.stdout)
     # Nodes before the controller: job_submit.lua must not send jobs to a missing launcher.
     assert plays == ["slurm_ckpt_nodes", "slurm_ckpt_submit_hosts", "slurm_ckpt_controller"]
-    for task in ("Give the copy cap_checkpoint_restore", "Build and install the SPANK plugin"):
+    for task in (
+        "Create the group that may run CRIU",
+        "Give the copy cap_checkpoint_restore",
+        "Build and install the SPANK plugin",
+    ):
         assert task in listed.stdout, f"no task {task!r} in the playbook"
 
 
@@ -329,14 +338,16 @@ def test_first_run_installs_everything(deployment: Deployment) -> None:
     counts = recap(deployment.first)
     assert counts["localhost"]["failed"] == 0 and counts["localhost"]["changed"] > 0, counts
 
-    # CRIU, new enough, and its unprivileged copy with exactly one capability.
+    # CRIU, new enough, and its unprivileged copy with exactly one capability, which only
+    # the group may run (its capability survived the chown: set after it).
     version = proc.run([str(PREFIX / "sbin" / "criu"), "--version"], timeout=30).stdout
     assert re.search(r"Version: (4\.([1-9]|\d\d)|[5-9]\.)", version), version
     unpriv = PREFIX / "bin" / "criu-unpriv"
     caps = proc.run(["getcap", str(unpriv)], timeout=30).stdout.split()
     assert caps[-1] == "cap_checkpoint_restore=ep", caps
     st = unpriv.stat()
-    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755, oct(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (0, grp.getgrnam(CRIU_GROUP).gr_gid), (st.st_uid, st.st_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o750, oct(st.st_mode)
     assert (PREFIX / "lib" / "python" / "pycriu" / "rpc_pb2.py").is_file()
 
     # The launcher, runnable by a job's user; the SPANK plugin, listed.
@@ -369,7 +380,12 @@ def test_first_run_installs_everything(deployment: Deployment) -> None:
     assert Path("/etc/slurm/job_submit.lua").read_text().startswith("-- slurm-ckpt job_submit.lua")
     settings = load_settings(CLUSTER_CONFIG)
     assert settings.criu.binary == unpriv and settings.criu.root_binary == PREFIX / "sbin" / "criu"
+    assert settings.criu.group == CRIU_GROUP
     assert "ExecStart=" in UNIT.read_text()
+    assert (
+        "CapabilityBoundingSet=~CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER"
+        in UNIT.read_text().splitlines()
+    )
     print(f"first run: {deployment.first_seconds:.0f}s, {counts['localhost']['changed']} changed")
 
 
@@ -390,6 +406,23 @@ def exec_start(unit: Path) -> list[str]:
         if sep and key.strip() == "ExecStart":
             return shlex.split(value.strip())
     raise AssertionError(f"{unit} has no ExecStart")
+
+
+def capability_drops(unit: Path) -> list[str]:
+    """What a unit's `CapabilityBoundingSet=~...` removes, named as setpriv names them."""
+    for line in unit.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "CapabilityBoundingSet":
+            assert value.startswith("~"), line
+            return [cap.lower().removeprefix("cap_") for cap in value[1:].split()]
+    return []
+
+
+def bounding_set(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no CapBnd for pid {pid}")
 
 
 def healthy(port: int) -> bool:
@@ -418,6 +451,16 @@ def test_deployed_install_checkpoints_a_job(
     port = settings.service.metrics_port
     argv = exec_start(UNIT)
     assert argv[0] == str(PREFIX / "venv" / "bin" / "slurm-ckptd"), argv
+    drops = capability_drops(UNIT)
+    assert sorted(drops) == sorted(SQUASHED_CAPS), drops
+    # As systemd starts it: without what root lacks on a root-squashed store.
+    argv = [
+        "setpriv",
+        "--bounding-set=" + ",".join(f"-{cap}" for cap in drops),
+        "--inh-caps=-all",
+        "--",
+        *argv,
+    ]
 
     db = open_database(settings.catalog.url)
     catalog = Catalog(db)
@@ -433,6 +476,7 @@ def test_deployed_install_checkpoints_a_job(
         )
         wait_until(lambda: healthy(port) or service.poll() is not None, 30, "slurm-ckptd")
         assert service.poll() is None, "the deployed slurm-ckptd exited; see its log"
+        assert not bounding_set(service.pid) & sum(1 << bit for bit in SQUASHED_CAPS.values())
 
         job = cluster.submit(
             COUNTER,

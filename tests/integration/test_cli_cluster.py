@@ -1,7 +1,8 @@
 """ckpt-admin on the real cluster, run as root and as the test users through the
-installed copy: list-jobs and who sees what, checkpoint --wait, requeue
---checkpoint-first (the job resumes from the new image), drain (every job on the
-node resumes elsewhere, the node is drained), doctor."""
+installed copy: list-jobs and who sees what (root reads the catalog, users ask
+slurm-ckptd's API, which decides), checkpoint --wait, requeue --checkpoint-first
+(the job resumes from the new image), drain (every job on the node resumes
+elsewhere, the node is drained), doctor."""
 
 from __future__ import annotations
 
@@ -107,8 +108,26 @@ def test_list_jobs_shows_a_running_job_to_root_and_its_owner_only(
         assert job not in listed(as_bob)
         shown = admin("show", str(job), user="ckpt-bob")
         assert shown.returncode == 8 and "belongs to another user" in shown.stderr
+        # The admin group is the service's setting: bob naming his own changes nothing.
+        own = {"SLURM_CKPT_ADMIN_GROUP": "ckpt-bob"}
+        assert job not in listed(admin("list-jobs", "--json", "--all", user="ckpt-bob", env=own))
+        requeue = admin("requeue", str(job), "--checkpoint-first", user="ckpt-bob", env=own)
+        assert requeue.returncode == 8 and "needs root or membership" in requeue.stderr
     finally:
         cluster.cancel(job)
+
+
+def test_users_cannot_read_the_catalog_file(cluster: SlurmTestClient) -> None:
+    url = load_settings(CONFIG).catalog.url
+    path = url.removeprefix("sqlite:///")
+    if not url.startswith("sqlite:///"):
+        pytest.skip(f"the catalog is not a SQLite file: {url}")
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        if os.path.exists(name):
+            readable = proc.run(
+                ["runuser", "-u", "ckpt-alice", "--", "test", "-r", name], timeout=30, check=False
+            )
+            assert readable.returncode != 0, f"{name} is readable by ckpt-alice"
 
 
 def test_checkpoint_wait_takes_a_new_valid_checkpoint(
@@ -208,7 +227,14 @@ def test_doctor_passes_on_this_machine(cluster: SlurmTestClient) -> None:
     code, checks = doctor()
     failed: Sequence[str] = [f"{n}: {c['detail']}" for n, c in checks.items() if not c["ok"]]
     assert code == 0 and not failed, failed
-    assert set(checks) >= {"criu-version", "criu-capability", "store-root", "catalog", "service"}
+    assert set(checks) >= {
+        "criu-version",
+        "criu-group",
+        "criu-capability",
+        "store-root",
+        "catalog",
+        "service",
+    }
 
 
 def test_doctor_fails_a_missing_store_root_with_its_fix(cluster: SlurmTestClient) -> None:
@@ -232,5 +258,5 @@ def test_doctor_fails_a_criu_copy_without_the_capability(
     assert "setcap cap_checkpoint_restore=ep" in checks["criu-capability"]["fix"]
     human = admin("doctor", env={"SLURM_CKPT_CRIU_BINARY": str(plain)}, timeout=120)
     assert human.returncode == 9
-    assert "fix criu-capability: chmod 0755" in human.stdout
+    assert "fix criu-capability: chown root:slurm-ckpt-criu " in human.stdout
     assert human.stderr.startswith("ckpt-admin: ") and len(human.stderr.splitlines()) == 1

@@ -13,6 +13,7 @@ LEGAL = {
     (S.REQUESTED, S.FAILED),
     (S.VALID, S.OBSOLETE),
     (S.FAILED, S.OBSOLETE),
+    (S.FAILED, S.VALID),  # a late result whose image verified
     (S.OBSOLETE, S.DELETED),
 }
 

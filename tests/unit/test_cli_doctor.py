@@ -1,15 +1,22 @@
 """doctor's pure parts and the checks that need no cluster: capability data, CRIU's
-version line, the store root's mode; a failing check names its fix."""
+version line, the store root's mode, the CRIU copy's group; a failing check names its fix."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import stat
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from slurm_ckpt import proc
 from slurm_ckpt.cli import doctor, humanize
-from slurm_ckpt.config import load_settings
+from slurm_ckpt.config import Settings, load_settings
+
+GROUP, GID = "ckpt-criu-test", 4242
 
 
 def caps(permitted: int, inheritable: int = 0, effective: bool = True) -> bytes:
@@ -67,6 +74,139 @@ def test_capability_check_fails_on_a_file_without_one(tmp_path: Path) -> None:
     result = doctor.check_criu_capability(settings)
     assert not result.ok and "carries no file capability" in result.detail
     assert result.fix.endswith(f"setcap cap_checkpoint_restore=ep {plain}")
+
+
+def criu_settings(tmp_path: Path, binary: Path, group: str = GROUP) -> Settings:
+    env = {"SLURM_CKPT_CRIU_BINARY": str(binary), "SLURM_CKPT_CRIU_GROUP": group}
+    return load_settings(env=env, path=_empty(tmp_path))
+
+
+def fake_criu_copy(
+    monkeypatch: pytest.MonkeyPatch, binary: Path, *, uid: int, gid: int, mode: int
+) -> None:
+    """`binary` as doctor sees it: this owner and mode, with cap_checkpoint_restore=ep."""
+    real_lstat, real_getxattr = os.lstat, os.getxattr
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(path) == binary:
+            return os.stat_result((stat.S_IFREG | mode, 1, 1, 1, uid, gid, 10, 0, 0, 0))
+        return real_lstat(path, *args, **kwargs)
+
+    def getxattr(path: Any, attribute: Any, *args: Any, **kwargs: Any) -> bytes:
+        if Path(path) == binary and attribute == "security.capability":
+            return caps(1 << doctor.CAP_CHECKPOINT_RESTORE)
+        return real_getxattr(path, attribute, *args, **kwargs)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    monkeypatch.setattr(os, "getxattr", getxattr)
+
+
+@pytest.fixture
+def group_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor, "group_gid", lambda name: GID if name == GROUP else None)
+
+
+@pytest.mark.usefixtures("group_exists")
+def test_capability_check_wants_root_and_the_group_with_mode_0750(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "criu-unpriv"
+    settings = criu_settings(tmp_path, binary)
+    fake_criu_copy(monkeypatch, binary, uid=0, gid=GID, mode=0o750)
+    result = doctor.check_criu_capability(settings)
+    assert result.ok, result.detail
+    assert (
+        result.detail == f"{binary}: root:{GROUP} 0750, cap_checkpoint_restore=ep and nothing more"
+    )
+
+    # Executable by everyone, as before groups: anyone could choose PIDs with it.
+    fake_criu_copy(monkeypatch, binary, uid=0, gid=0, mode=0o755)
+    result = doctor.check_criu_capability(settings)
+    assert not result.ok
+    assert result.detail == f"{binary}: owner 0:0 mode 0755, want root:{GROUP} 0750"
+    # chown clears file capabilities, so the fix sets the capability last.
+    assert result.fix == (
+        f"chown root:{GROUP} {binary} && chmod 0750 {binary} && "
+        f"setcap cap_checkpoint_restore=ep {binary}"
+    )
+
+
+def test_capability_check_fails_when_the_group_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "criu-unpriv"
+    fake_criu_copy(monkeypatch, binary, uid=0, gid=GID, mode=0o750)
+    result = doctor.check_criu_capability(criu_settings(tmp_path, binary, "no-such-group-x"))
+    assert not result.ok and "group no-such-group-x does not exist" in result.detail
+
+
+def test_group_check_names_the_group_and_nothing_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "criu-unpriv"
+    missing = doctor.check_criu_group(criu_settings(tmp_path, binary, "no-such-group-x"))
+    assert missing.name == "criu-group" and not missing.ok
+    assert missing.detail == "group no-such-group-x does not exist"
+    assert missing.fix.startswith("groupadd --system no-such-group-x ")
+    assert missing.fix.endswith(
+        f"chown root:no-such-group-x {binary} && chmod 0750 {binary} && "
+        f"setcap cap_checkpoint_restore=ep {binary}"
+    )
+
+    monkeypatch.setattr(doctor, "group_gid", lambda name: GID if name == GROUP else None)
+    found = doctor.check_criu_group(criu_settings(tmp_path, binary))
+    # Who is in it is not every reader's business: no member is named.
+    assert found.ok and found.detail == f"group {GROUP} exists (gid {GID})"
+
+
+def recorded_runs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    runs: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: Any) -> proc.Completed:
+        runs.append(list(argv))
+        return proc.Completed(tuple(argv), 0, "Looks good.\n", "", 0.0)
+
+    monkeypatch.setattr(proc, "run", run)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    return runs
+
+
+@pytest.mark.usefixtures("group_exists")
+def test_unprivileged_check_runs_as_nobody_with_the_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "criu-unpriv"
+    runs = recorded_runs(monkeypatch)
+    result = doctor.check_criu_unprivileged(criu_settings(tmp_path, binary))
+    nobody = pwd.getpwnam("nobody")
+    assert runs == [
+        [
+            "setpriv",
+            f"--reuid={nobody.pw_uid}",
+            f"--regid={nobody.pw_gid}",
+            f"--groups={GID}",
+            "--",
+            str(binary),
+            "check",
+            "--unprivileged",
+        ]
+    ]
+    assert result.ok and result.detail.endswith(f"passes as nobody in group {GROUP}")
+
+
+def test_unprivileged_check_without_the_group_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = recorded_runs(monkeypatch)
+    result = doctor.check_criu_unprivileged(
+        criu_settings(tmp_path, tmp_path / "criu-unpriv", "no-such-group-x")
+    )
+    assert runs == [] and not result.ok
+    assert "group no-such-group-x" in result.detail and "chmod 0750" in result.fix
+
+
+def test_doctor_runs_the_group_check() -> None:
+    assert doctor.check_criu_group in doctor.CHECKS
 
 
 def test_a_crashing_check_is_reported_not_raised(

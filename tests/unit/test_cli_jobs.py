@@ -1,10 +1,14 @@
 """ckpt-admin's read-only commands against a SQLite catalog filled by fixtures: the
 list-jobs table against golden files at 100 columns, --json against the schema in
-docs/, who sees what, and one line plus a distinct exit code for each error."""
+docs/, who sees what, and one line plus a distinct exit code for each error.
+
+The commands run as root does, on the catalog; `as_user` gives them instead the
+answers the service's API gives that caller (the same `Operations`, in process,
+with the service's settings), as tests/integration/test_admin_api.py does over
+MUNGE and HTTP with the real command."""
 
 from __future__ import annotations
 
-import grp
 import json
 import os
 import time
@@ -16,21 +20,23 @@ import jsonschema
 import pytest
 from click.testing import CliRunner, Result
 
-from slurm_ckpt.cli import access
+from slurm_ckpt.cli import context
 from slurm_ckpt.cli.main import cli
+from slurm_ckpt.config import load_settings
 from slurm_ckpt.db import migrate
 from slurm_ckpt.db.catalog import Catalog, DumpResult, NewJob
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import EventKind, JobState
+from slurm_ckpt.service.authz import ROOT, Caller
+from slurm_ckpt.service.ops import Operations
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "data" / "cli"
 SCHEMA = json.loads((REPO / "docs" / "cli-json.schema.json").read_text())
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CLUSTER = "test"
-ROOT = access.Identity(0, "root", frozenset({0}))
-ALICE = access.Identity(2901, "ckpt-alice", frozenset({2901}))
-BOB = access.Identity(2902, "ckpt-bob", frozenset({2902}))
+ALICE = Caller(2901, "ckpt-alice", is_admin=False)
+BOB = Caller(2902, "ckpt-bob", is_admin=False)
 GiB = 1 << 30
 
 
@@ -53,7 +59,7 @@ def dump(job_id: int, seq: int, size: int) -> DumpResult:
 def fill(catalog: Catalog) -> None:
     """Five jobs of two users in several states, and one on another cluster."""
 
-    def job(slurm_id: int, user: access.Identity, interval: int, since: datetime) -> int:
+    def job(slurm_id: int, user: Caller, interval: int, since: datetime) -> int:
         new = NewJob(CLUSTER, slurm_id, user.name, user.uid, interval)
         return catalog.track_job(new, since).id
 
@@ -109,7 +115,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
     db.dispose()
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    monkeypatch.setattr(access, "process_identity", lambda: ROOT)
+    monkeypatch.setattr(context, "make_backend", _root_backend)
     yield {
         "SLURM_CKPT_CONFIG": str(config),
         "SLURM_CKPT_NOW": NOW.isoformat(),
@@ -124,8 +130,21 @@ def run(env: dict[str, str], *args: str) -> Result:
     return CliRunner().invoke(cli, list(args), env=env)
 
 
-def as_user(monkeypatch: pytest.MonkeyPatch, identity: access.Identity) -> None:
-    monkeypatch.setattr(access, "process_identity", lambda: identity)
+def _root_backend(app: context.App) -> Operations:
+    # Root's ckpt-admin, whoever runs the tests.
+    return Operations(app.catalog, app.settings, ROOT, app.now)
+
+
+def as_user(monkeypatch: pytest.MonkeyPatch, caller: Caller) -> None:
+    """Answer the commands as the service answers `caller`: with the service's own
+    settings (the file), never the ones the caller's environment sets."""
+
+    def backend(app: context.App) -> Operations:
+        assert app.settings.config_file is not None
+        service_settings = load_settings(app.settings.config_file, env={})
+        return Operations(app.catalog, service_settings, caller, app.now)
+
+    monkeypatch.setattr(context, "make_backend", backend)
 
 
 def golden(name: str, text: str) -> None:
@@ -221,13 +240,21 @@ def test_an_ordinary_user_sees_only_their_own_jobs(
 
 
 def test_a_member_of_the_admin_group_sees_every_job(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    group = grp.getgrgid(os.getgid()).gr_name
-    as_user(monkeypatch, access.Identity(2902, "ckpt-bob", frozenset({2902, os.getgid()})))
-    env = {**env, "SLURM_CKPT_ADMIN_GROUP": group}
+    as_user(monkeypatch, Caller(2902, "ckpt-bob", is_admin=True))
     doc = valid_json(run(env, "list-jobs", "--json"), "job_list")
     assert len(doc["jobs"]) == 4  # type: ignore[arg-type]
+
+
+def test_the_callers_own_settings_grant_nothing(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    as_user(monkeypatch, BOB)
+    env = {**env, "SLURM_CKPT_ADMIN_GROUP": "ckpt-bob"}
+    doc = valid_json(run(env, "list-jobs", "--json", "--all"), "job_list")
+    assert [j["job_id"] for j in doc["jobs"]] == [4242002, 4242005]  # type: ignore[attr-defined]
+    one_line_error(run(env, "requeue", "4242002"), 8, "needs root or membership")
 
 
 # show, checkpoints

@@ -30,6 +30,7 @@ def test_defaults_when_the_default_file_is_missing(
             "paths.store_root": Path("/var/lib/slurm-ckpt/store"),
             "criu.binary": Path("/opt/slurm-ckpt/bin/criu-unpriv"),
             "criu.root_binary": Path("/opt/slurm-ckpt/sbin/criu"),
+            "criu.group": "slurm-ckpt-criu",
             "catalog.url": "sqlite:////var/lib/slurm-ckpt/catalog.db",
             "slurm.adapter": "cli",
             "slurm.command_timeout": 30.0,

@@ -24,7 +24,8 @@ def test_defaults(tmp_path: Path) -> None:
         s,
         {
             "service.max_checkpoints_per_store": 2,
-            "service.checkpoint_deadline": 600,
+            "service.checkpoint_deadline": 900,
+            "service.store_timeout": 30.0,
             "service.failure_backoff": 300,
             "service.failure_backoff_max": 7200,
             "service.give_up_after": 5,
@@ -39,6 +40,12 @@ def test_defaults(tmp_path: Path) -> None:
             "walltime.margin": 120,
         },
     )
+
+
+def test_the_default_deadline_outlasts_a_dump_and_its_commit(tmp_path: Path) -> None:
+    s = load_settings(write_config(tmp_path, ""), {})
+    # A 1 GiB image hashes and commits in seconds (docs/benchmarks.md); a minute spare.
+    assert s.service.checkpoint_deadline >= s.launcher.dump_timeout + 60
 
 
 def test_file_values(tmp_path: Path) -> None:

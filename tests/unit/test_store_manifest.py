@@ -21,6 +21,9 @@ _hex = st.text(alphabet="0123456789abcdef", min_size=1, max_size=64)
 _seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
+_printable = st.characters(blacklist_categories=("Cc", "Cs"), max_codepoint=0x7E)
+
+
 @st.composite
 def manifests(draw: st.DrawFn) -> Manifest:
     names = draw(st.lists(_names, unique=True, max_size=6))
@@ -48,8 +51,8 @@ def manifests(draw: st.DrawFn) -> Manifest:
         seq=draw(st.integers(1, 999_999)),
         uid=draw(st.integers(0, 2**32 - 1)),
         gid=draw(st.integers(0, 2**32 - 1)),
-        criu_version=draw(st.text(min_size=1, max_size=10)),
-        kernel=draw(st.text(min_size=1, max_size=30)),
+        criu_version=draw(st.text(_printable, min_size=1, max_size=10)),
+        kernel=draw(st.text(_printable, min_size=1, max_size=30)),
         created_at=draw(st.datetimes(timezones=st.just(UTC))),
         dump_seconds=draw(_seconds),
         freeze_seconds=draw(_seconds),
@@ -58,6 +61,29 @@ def manifests(draw: st.DrawFn) -> Manifest:
         open_files=open_files,
         restart_count=draw(st.integers(0, 1000)),
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("criu_version", "4" * 33), ("kernel", "x" * 257), ("kernel", "6.1\x1b]52;c;AAAA\x07")],
+)
+def test_strings_are_bounded_and_printable(key: str, value: str) -> None:
+    doc = _doc()
+    doc[key] = value
+    with pytest.raises(ManifestError, match=key):
+        Manifest.from_json(json.dumps(doc).encode())
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error() -> None:
+    with pytest.raises(ManifestError, match="nested deeper"):
+        Manifest.from_json(b"[" * 65536)
+
+
+def test_sizes_above_the_catalogs_integers_are_refused() -> None:
+    doc = _doc()
+    doc["files"] = [{"name": "pages-1.img", "size": 2**63, "checksum": "ab"}]
+    with pytest.raises(ManifestError, match="size"):
+        Manifest.from_json(json.dumps(doc).encode())
 
 
 @given(manifests())

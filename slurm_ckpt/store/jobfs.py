@@ -1,0 +1,335 @@
+"""Every file operation the service and ckpt-admin perform inside a job's folder.
+
+No other code of the service or of ckpt-admin opens a path below the store
+root. Each operation:
+
+- runs with the job owner's filesystem identity (identity.run_as), so the
+  kernel, or a root-squashing file server, grants exactly what the owner has;
+- walks from the store root one component at a time with O_NOFOLLOW, and
+  checks that the job's folder and every folder and file it reads belong to
+  the job's uid (a folder another user made, or a symlink, is refused);
+- reads through untrusted.py: non-blocking opens, regular files only, caps;
+- is bounded in time: the caller waits `timeout` seconds at most. A job whose
+  operation got stuck is quarantined: its next operations fail at once until
+  the stuck one returns, so one hostile folder holds at most one thread.
+
+Paths are built from JobDir (the layout) and never from anything read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from slurm_ckpt.errors import ImageCorrupt, StoreError
+from slurm_ckpt.store import untrusted
+from slurm_ckpt.store.identity import StoreTimeout, owner_of, run_as
+from slurm_ckpt.store.layout import JobDir, check_seq
+from slurm_ckpt.store.manifest import Manifest
+from slurm_ckpt.store.verify import verify_checkpoint_fd
+
+T = TypeVar("T")
+
+MAX_MESSAGE_BYTES = 64 * 1024  # a result or a restart report
+MAX_LISTED = 100_000  # entries looked at in one folder
+DATA_TIMEOUT = 3600.0  # seconds for re-hashing a whole image (ckpt-admin verify --read-data)
+_SEQ_RE = re.compile(r"[0-9]{6}")
+
+
+class _Missing:
+    """The job's folder does not exist (an operation's own None is a value)."""
+
+
+_MISSING = _Missing()
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """Which folder, and whose: the Slurm job id and its owner's uid, both from Slurm."""
+
+    slurm_job_id: int
+    uid: int
+
+
+class JobFiles:
+    """The job folders of one image store, reached as each job's owner."""
+
+    def __init__(self, store_root: Path, *, timeout: float = 30.0) -> None:
+        self.store_root = store_root
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._stuck: dict[int, threading.Event] = {}  # slurm job id -> set when it returns
+
+    def jobdir(self, job: JobRef) -> JobDir:
+        return JobDir(self.store_root, job.slurm_job_id)
+
+    # -- operations ----------------------------------------------------------------
+
+    def exists(self, job: JobRef) -> bool:
+        """True when the job's folder exists and is the owner's own folder."""
+
+        def op(folder: _Folder) -> bool:
+            return True
+
+        return self._run(job, "look at the job's folder", op, missing=False)
+
+    def write_request(self, job: JobRef, data: bytes) -> None:
+        """Replace request.json (the launcher reads it on SIGUSR1).
+        StoreError when the folder is missing or not the owner's."""
+        self._run(job, "write request.json", lambda f: _write_atomic(f.fd, "request.json", data))
+
+    def publish(self, job: JobRef, data: bytes) -> None:
+        """Replace images.json, the list of valid images the launcher restores from."""
+        self._run(job, "write images.json", lambda f: _write_atomic(f.fd, "images.json", data))
+
+    def read_result(self, job: JobRef, seq: int) -> Any:
+        """The parsed results/<seq>.json; None while there is none.
+        Raises untrusted.Untrusted for a file that is not an acceptable result."""
+        name = f"{check_seq(seq):06d}.json"
+        return self._run(
+            job, f"read result {seq}", lambda f: f.read_json("results", name), missing=None
+        )
+
+    def read_restart_report(self, job: JobRef, restart: int) -> Any:
+        """The parsed restarts/<restart>.json; None while there is none."""
+        name = f"{restart:04d}.json"
+        return self._run(
+            job,
+            f"read restart report {restart}",
+            lambda f: f.read_json("restarts", name),
+            missing=None,
+        )
+
+    def verify(
+        self,
+        job: JobRef,
+        seq: int,
+        *,
+        read_data: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[Manifest, bytes]:
+        """Verify checkpoint `seq` (structure; every byte with read_data) and return
+        its manifest with the manifest's bytes as read (hash those, never the
+        path again). Raises ImageCorrupt, StoreError."""
+        name = f"{check_seq(seq):06d}"
+        where = str(self.jobdir(job).checkpoint(seq))
+
+        def op(folder: _Folder) -> tuple[Manifest, bytes]:
+            with folder.sub("checkpoints", required=True) as checkpoints:
+                fd = untrusted.open_dir(checkpoints, name, owner=job.uid)
+                if fd is None:
+                    raise ImageCorrupt(where, "folder: missing")
+                try:
+                    return verify_checkpoint_fd(
+                        fd, where, read_data=read_data, progress=progress, owner=job.uid
+                    )
+                finally:
+                    os.close(fd)
+
+        # Re-hashing a large image takes longer than any metadata operation.
+        limit = max(self.timeout, DATA_TIMEOUT) if read_data else None
+        return self._run(job, f"verify checkpoint {seq}", op, timeout=limit)
+
+    def committed_seqs(self, job: JobRef) -> list[int]:
+        """Sequence numbers of the real folders in checkpoints/, ascending."""
+
+        def op(folder: _Folder) -> list[int]:
+            with folder.sub("checkpoints") as checkpoints:
+                if checkpoints is None:
+                    return []
+                return sorted(
+                    int(e.name)
+                    for e in _entries(checkpoints)
+                    if _SEQ_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+                )
+
+        return self._run(job, "list checkpoints", op, missing=[])
+
+    def delete_checkpoint(self, job: JobRef, seq: int) -> bool:
+        """Remove checkpoints/<seq>/ for good; True when it is gone (or never was)."""
+        name = f"{check_seq(seq):06d}"
+
+        def op(folder: _Folder) -> bool:
+            with folder.sub("checkpoints") as checkpoints:
+                if checkpoints is None:
+                    return True
+                _remove(checkpoints, name)
+                os.fsync(checkpoints)
+                return not _lexists(checkpoints, name)
+
+        return self._run(job, f"delete checkpoint {seq}", op, missing=True)
+
+    def clean_staging(self, job: JobRef) -> list[str]:
+        """Remove everything in staging/ (call only while no dump runs); the names removed."""
+
+        def op(folder: _Folder) -> list[str]:
+            with folder.sub("staging") as staging:
+                if staging is None:
+                    return []
+                removed = [e.name for e in _entries(staging)]
+                for name in removed:
+                    _remove(staging, name)
+                if removed:
+                    os.fsync(staging)
+                return removed
+
+        return self._run(job, "clean staging", op, missing=[])
+
+    # -- machinery -------------------------------------------------------------------
+
+    def _run(
+        self,
+        job: JobRef,
+        what: str,
+        op: Callable[[_Folder], T],
+        *,
+        missing: T | _Missing = _MISSING,
+        timeout: float | None = None,
+    ) -> T:
+        """Run `op` on the job's folder as its owner. A missing folder gives
+        `missing` when one is given, else StoreError."""
+        what = f"job {job.slurm_job_id}: {what}"
+        with self._lock:
+            stuck = self._stuck.get(job.slurm_job_id)
+            if stuck is not None:
+                if not stuck.is_set():
+                    raise StoreTimeout(f"{what}: an earlier operation in its folder is still stuck")
+                del self._stuck[job.slurm_job_id]
+        finished = threading.Event()
+        root, name = self.store_root, str(job.slurm_job_id)
+
+        def body() -> T | _Missing:
+            try:
+                with _Folder.open(root, name, job.uid) as folder:
+                    return _MISSING if folder is None else op(folder)
+            finally:
+                finished.set()
+
+        try:
+            value = run_as(owner_of(job.uid), body, timeout=timeout or self.timeout, what=what)
+        except StoreTimeout:
+            with self._lock:
+                self._stuck[job.slurm_job_id] = finished
+            raise
+        if isinstance(value, _Missing):
+            if not isinstance(missing, _Missing):
+                return missing
+            raise StoreError(
+                f"{what}: {root / name} does not exist (the job does not run under the launcher)"
+            )
+        return value
+
+
+@dataclass
+class _Folder:
+    """An open job folder (owner checked), inside an identity thread."""
+
+    fd: int
+    uid: int
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, root: Path, name: str, uid: int) -> Iterator[_Folder | None]:
+        try:
+            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as err:
+            raise StoreError(
+                f"store root {root} is not reachable as uid {uid}: {err.strerror or err}"
+            ) from err
+        try:
+            fd = untrusted.open_dir(root_fd, name, owner=uid)
+        finally:
+            os.close(root_fd)
+        if fd is None:
+            yield None
+            return
+        try:
+            yield cls(fd, uid)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def sub(self, name: str, *, required: bool = False) -> Iterator[int | None]:
+        """A subfolder's descriptor (the owner's, no symlink), or None when missing."""
+        fd = untrusted.open_dir(self.fd, name, owner=self.uid)
+        if fd is None and required:
+            raise StoreError(f"{name}/ is missing from the job's folder")
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def read_json(self, folder: str, name: str) -> Any:
+        with self.sub(folder) as fd:
+            if fd is None:
+                return None
+            data = untrusted.read_file(fd, name, MAX_MESSAGE_BYTES, owner=self.uid)
+        return None if data is None else untrusted.loads(data, f"{folder}/{name}")
+
+
+def _entries(dir_fd: int) -> list[os.DirEntry[str]]:
+    entries = []
+    with os.scandir(dir_fd) as it:
+        for entry in it:
+            entries.append(entry)
+            if len(entries) > MAX_LISTED:
+                raise untrusted.Untrusted(f"more than {MAX_LISTED} entries in one folder")
+    return sorted(entries, key=lambda e: e.name)
+
+
+def _remove(dir_fd: int, name: str) -> None:
+    """Remove `name` in `dir_fd`, a folder tree or anything else, never following a link."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        # shutil.rmtree with dir_fd walks by descriptors and never follows a symlink.
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dir_fd)
+
+
+def _lexists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
+    """Temp file, fsync, rename, fsync the folder: readers see old or new, whole."""
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(
+        tmp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o600,
+        dir_fd=dir_fd,
+    )
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise StoreError(f"cannot write {name}: {err.strerror or err}") from err
