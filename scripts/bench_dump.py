@@ -29,6 +29,7 @@ from pathlib import Path
 import benchlib
 
 from slurm_ckpt.dump.criu import tree_pids
+from slurm_ckpt.store.layout import JobDir, ensure_user_dir
 
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
 LAUNCHER = PREFIX / "venv/bin/slurm-ckpt-launch"
@@ -89,9 +90,13 @@ def settle() -> None:
 
 
 def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -> dict[str, float]:
+    # Like a site's store: the root is root's and users only pass through it; the
+    # user's own folder is made by the trusted side (here, this script as root).
     store = work / "store"
-    store.mkdir(mode=0o1733, exist_ok=True)
-    os.chmod(store, 0o1733)
+    store.mkdir(mode=0o711, exist_ok=True)
+    os.chown(store, 0, 0)
+    os.chmod(store, 0o711)
+    ensure_user_dir(store, user.pw_name, user.pw_uid, user.pw_gid)
     script = work / "workload.py"
     ready = work / f"ready-{job_id}"
     env = {
@@ -110,7 +115,7 @@ def bench_launcher(user: pwd.struct_passwd, work: Path, mib: int, job_id: int) -
         stderr=subprocess.DEVNULL,
     )
     wait_for(ready.exists)
-    jobdir = store / str(job_id)
+    jobdir = JobDir(store, user.pw_name, job_id).path
     result = jobdir / "results" / "000001.json"
     (jobdir / "request.json").write_text(json.dumps({"job_id": job_id, "seq": 1}))
     os.chmod(jobdir / "request.json", 0o644)

@@ -194,7 +194,7 @@ def main() -> int:
         )
         print(f"job {job}: {steps} steps of {STEP_S} s, checkpoint every {args.interval} s")
         wait_for("the job to start", lambda: job_fields(job)["JobState"] == "RUNNING", 120)
-        jobdir = JobDir(settings.paths.store_root, job).path
+        jobdir = JobDir(settings.paths.store_root, USER, job).path
         rnd = random.Random(args.seed)
         rows = [one_round(job, jobdir, out, r, args.interval, rnd) for r in range(args.rounds)]
         wait_for(

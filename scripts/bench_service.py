@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import resource
 import shutil
 import statistics
@@ -34,9 +35,10 @@ from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.service.app import Service
 from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
 
 INTERVAL = 3600
+USER = pwd.getpwuid(os.geteuid()).pw_name  # the fake jobs are the caller's
 FREE_PID = 10_000_000
 
 
@@ -69,6 +71,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="slurm-ckpt-bench-service."))
     store = work / "store"
     store.mkdir()
+    ensure_user_dir(store, USER, os.geteuid(), os.getegid())
     url = f"sqlite:///{work}/catalog.db"
     settings = load_settings(
         env={
@@ -85,7 +88,7 @@ def main() -> None:
     slurm = FakeSlurm()
 
     def launcher(job_id: int, signal: str) -> None:
-        jobdir = JobDir(store, job_id)
+        jobdir = JobDir(store, USER, job_id)
         session = Session(
             Job(job_id, 0, ["/bin/sh"], jobdir.path / "x", []), jobdir, FakeDumper(), settings
         )
@@ -113,7 +116,7 @@ def main() -> None:
             JobInfo(
                 job_id=job_id,
                 state="RUNNING",
-                user="bench",
+                user=USER,
                 uid=os.getuid(),
                 batch_host=f"node{i % 500}",
                 node_list=f"node{i % 500}",
@@ -124,7 +127,7 @@ def main() -> None:
                 interval=INTERVAL,
             )
         )
-        ensure_job_dir(store, job_id)
+        ensure_job_dir(store, USER, job_id)
 
     cpu0, wall0 = time.process_time(), time.monotonic()
     service.sync()

@@ -65,9 +65,10 @@ render_config() {
     fi
     install -d -o slurm -g slurm -m 0755 "$STATE/ctld" "$LOGDIR"
     # The image store at its default place; on one machine every "node" sees it.
-    # 1733: every user may create their job's folder, nobody may list the others'.
+    # 0711 root: users pass through but can neither write nor list; each one's
+    # <store>/<user>/ is made by slurm-ckptd (docs/security.md).
     install -d -m 0755 /var/lib/slurm-ckpt
-    install -d -m 1733 /var/lib/slurm-ckpt/store
+    install -d -m 0711 /var/lib/slurm-ckpt/store
     for n in "${NODES[@]}"; do install -d -m 0755 "$STATE/$n"; done
     touch "$LOGDIR/slurmctld.log" && chown slurm:slurm "$LOGDIR/slurmctld.log"
 }

@@ -117,6 +117,9 @@ class LauncherSettings:
     copy_max_bytes: int  # files open for writing up to this size are copied into each image
     pid_wait: float  # seconds to wait for an image's pids to be free before giving up
     dump_timeout: float  # seconds a single dump or restore may take
+    # seconds a job waits at its start for <store>/<user>/, which the service makes
+    # when it first tracks one of the user's jobs (about one poll)
+    store_wait: float
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
             copy_max_bytes=r.integer("launcher", "copy_max_bytes", 64 << 20, minimum=0),
             pid_wait=r.seconds("launcher", "pid_wait", 10.0),
             dump_timeout=r.seconds("launcher", "dump_timeout", 600.0),
+            store_wait=r.seconds("launcher", "store_wait", 30.0),
         ),
         admin=AdminSettings(group=r.word("admin", "group", "slurm-ckpt-admin")),
         api=ApiSettings(

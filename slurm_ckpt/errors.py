@@ -250,6 +250,14 @@ class UnsafeJobDir(StoreError):
         self.path = path
 
 
+class MissingUserDir(StoreError):
+    """The user's own level of the store (<root>/<user>/) is not there yet."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ManifestError(StoreError):
     """A checkpoint manifest is malformed or of an unknown format version."""
 

@@ -183,7 +183,7 @@ def check_criu_capability(s: Settings) -> CheckResult:
 
 def check_store_root(s: Settings) -> CheckResult:
     name, root = "store-root", s.paths.store_root
-    fix = f"install -d -o root -m 1733 {root} (on a filesystem every node sees)"
+    fix = f"install -d -o root -m 0711 {root} (on a filesystem every node sees)"
     try:
         st = os.lstat(root)
     except FileNotFoundError:
@@ -193,12 +193,18 @@ def check_store_root(s: Settings) -> CheckResult:
     mode = stat.S_IMODE(st.st_mode)
     if not stat.S_ISDIR(st.st_mode):
         return CheckResult(name, False, f"{root} is not a folder (or is a symlink)", fix)
-    # 1733: everyone may create their job's folder, nobody may list or rename others'.
-    if st.st_uid != 0 or mode != 0o1733:
+    # Users only pass through the root to their own <root>/<user>/ folder, which
+    # the trusted side makes: a root they could write would let anyone make
+    # another user's folder first. 0711 also hides the list of user names.
+    if st.st_uid != 0 or mode & 0o022:
         return CheckResult(
-            name, False, f"{root} is mode {mode:04o}, owner uid {st.st_uid}; want 1733, root", fix
+            name,
+            False,
+            f"{root} is mode {mode:04o}, owner uid {st.st_uid}; want root-owned and "
+            "not writable by group or others (0711 or 0755)",
+            fix,
         )
-    return CheckResult(name, True, f"{root}: mode 1733, owned by root")
+    return CheckResult(name, True, f"{root}: mode {mode:04o}, owned by root")
 
 
 def check_catalog(s: Settings) -> CheckResult:

@@ -10,6 +10,7 @@ clean for pipes.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.text import Text
+
+from slurm_ckpt.store import untrusted
 
 SCHEMA_VERSION = 1
 DEFAULT_WIDTH = 100
@@ -53,7 +56,9 @@ class Writer:
     def document(self, kind: str, body: Mapping[str, Any]) -> None:
         """Print one JSON document of `kind` (schema_version 1)."""
         doc = {"schema_version": SCHEMA_VERSION, "kind": kind, **body}
-        sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(doc, indent=2, ensure_ascii=False)
+        # json escapes C0 controls; C1 ones (a terminal's CSI) only appear in strings.
+        sys.stdout.write(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
     # People
 
@@ -74,11 +79,12 @@ class Writer:
             self.line(f"{label + ':':<{width}}{value}")
 
     def line(self, text: str = "") -> None:
-        self.out.print(Text(text), soft_wrap=True)
+        # Texts come from catalog rows that users' files fed: no escape sequences.
+        self.out.print(Text(untrusted.printable(text)), soft_wrap=True)
 
     def note(self, text: str) -> None:
         """A remark for the person at the terminal, on stderr."""
-        self.err.print(Text(text), soft_wrap=True)
+        self.err.print(Text(untrusted.printable(text)), soft_wrap=True)
 
     # Progress, on stderr
 
@@ -133,6 +139,8 @@ class Writer:
 
             yield report
 
+
+_C1 = re.compile("[\x80-\x9f]")
 
 GAP = " "  # one space, as squeue does: the problem column needs the room
 MIN_SHRUNK = 12  # a shrinkable column keeps at least this many characters

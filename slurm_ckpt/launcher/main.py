@@ -22,6 +22,7 @@ from slurm_ckpt.errors import CkptError  # noqa: E402
 
 if TYPE_CHECKING:
     from slurm_ckpt.launcher.session import Session
+    from slurm_ckpt.store.layout import JobDir
 
 log = logging.getLogger("slurm_ckpt.launcher")
 
@@ -110,7 +111,7 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     from slurm_ckpt.dump.registry import get_dumper
     from slurm_ckpt.launcher import permission
     from slurm_ckpt.launcher.session import Job, Session
-    from slurm_ckpt.store.layout import ensure_job_dir, parse_job_id
+    from slurm_ckpt.store.layout import parse_job_id
 
     job_id_text = os.environ.get("SLURM_JOB_ID")
     if not job_id_text:
@@ -118,7 +119,7 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     job_id = parse_job_id(job_id_text)
     restart_count = int(os.environ.get("SLURM_RESTART_COUNT", "0") or "0")
     settings = get_settings()
-    jobdir = ensure_job_dir(settings.paths.store_root, job_id)
+    jobdir = _job_dir(settings.paths.store_root, job_id, settings.launcher.store_wait)
     _log_to(jobdir.log_file)
     if settings.launcher.dumper == "criu":
         binary = settings.criu.binary
@@ -154,6 +155,26 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     elif not os.access(settings.criu.binary, os.X_OK):
         raise ValueError(f"{settings.criu.binary} is not executable")
     return session
+
+
+def _job_dir(root: Path, job_id: int, wait: float) -> "JobDir":
+    """The job's folder inside the user's own one, which the service makes when it
+    starts tracking the user's first job: a job that starts at once waits for it."""
+    import pwd
+    import time
+
+    from slurm_ckpt.errors import MissingUserDir
+    from slurm_ckpt.store.layout import ensure_job_dir
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return ensure_job_dir(root, user, job_id)
+        except MissingUserDir:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ class Checkpointer:
         self._job_locks: dict[int, threading.Lock] = {}
 
     def ref(self, job: JobRecord) -> JobRef:
-        return JobRef(job.slurm_job_id, job.uid)
+        return JobRef(job.user_name, job.slurm_job_id, job.uid)
 
     def in_flight(self) -> list[InFlight]:
         with self._lock:

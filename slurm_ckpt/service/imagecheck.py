@@ -40,7 +40,7 @@ def check_checkpoint(
 ) -> Verified:
     """Verify checkpoint `c` of `job` as the job's owner (store.jobfs); failures are
     results, never raised."""
-    ref = JobRef(job.slurm_job_id, job.uid)
+    ref = JobRef(job.user_name, job.slurm_job_id, job.uid)
     where = str(files.jobdir(ref).checkpoint(c.seq))
     total: int | None = None
     count: int | None = None

@@ -100,9 +100,11 @@ def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
             f"catalog {shown_url(url)} is at revision {have or 'none'}, not {want}: "
             "run `ckpt-admin db upgrade`"
         )
-    if not settings.paths.store_root.is_dir():
+    root = settings.paths.store_root
+    if not root.is_dir():
         raise CkptError(
-            f"store root {settings.paths.store_root} does not exist: create it (mode 1733)"
+            f"store root {root} does not exist: create it owned by root, not writable "
+            f"by users: install -d -o root -m 0711 {root}"
         )
     # A catalog made by an older release may still be world-readable.
     migrate.restrict_sqlite_file(url, settings.admin.group)

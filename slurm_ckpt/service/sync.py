@@ -170,7 +170,10 @@ class Syncer:
         for record in records:
             known[record.slurm_job_id] = record
             log.info("job %d: tracking (every %ds)", record.slurm_job_id, record.interval_seconds)
-            refused = self.criu_refusal(record.uid)
+            # The user's folder in any case: a job that runs without checkpoints
+            # still has its launcher's log there.
+            refused = self._prepare_user(record)
+            refused = self.criu_refusal(record.uid) or refused
             if refused is None:
                 continue
             try:
@@ -184,6 +187,15 @@ class Syncer:
                 log.error("job %d: not marked uncheckpointable: %s", record.slurm_job_id, exc)
                 continue
             log.warning("job %d: uncheckpointable: %s", record.slurm_job_id, refused)
+
+    def _prepare_user(self, record: JobRecord) -> str | None:
+        """Make the user's folder in the store, where the launcher makes the job's
+        own; the reason the job cannot be checkpointed when that fails."""
+        try:
+            self.files.prepare_user(record.user_name, record.uid)
+        except StoreError as exc:
+            return f"no folder for the user in the image store: {exc}"
+        return None
 
     def _fold(self, record: JobRecord | None, info: JobInfo, now: datetime) -> JobRecord:
         state = job_state(info.state)
@@ -209,7 +221,7 @@ class Syncer:
             return
         try:
             doc = self.files.read_restart_report(
-                JobRef(record.slurm_job_id, record.uid), record.restart_count
+                JobRef(record.user_name, record.slurm_job_id, record.uid), record.restart_count
             )
         except untrusted.Untrusted as exc:
             doc = {"outcome": "failed", "attempts": [], "error": str(exc)}

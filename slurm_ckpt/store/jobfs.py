@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from slurm_ckpt.errors import ImageCorrupt, StoreError
 from slurm_ckpt.store import untrusted
 from slurm_ckpt.store.identity import StoreTimeout, owner_of, run_as
-from slurm_ckpt.store.layout import JobDir, check_seq
+from slurm_ckpt.store.layout import JobDir, check_seq, ensure_user_dir
 from slurm_ckpt.store.manifest import Manifest
 from slurm_ckpt.store.verify import verify_checkpoint_fd
 
@@ -54,8 +54,9 @@ _MISSING = _Missing()
 
 @dataclass(frozen=True)
 class JobRef:
-    """Which folder, and whose: the Slurm job id and its owner's uid, both from Slurm."""
+    """Which folder, and whose: the job's user name and uid and its id, all from Slurm."""
 
+    user: str
     slurm_job_id: int
     uid: int
 
@@ -68,9 +69,22 @@ class JobFiles:
         self.timeout = timeout
         self._lock = threading.Lock()
         self._stuck: dict[int, threading.Event] = {}  # slurm job id -> set when it returns
+        self._prepared: dict[str, int] = {}  # user folders known to exist: name -> uid
 
     def jobdir(self, job: JobRef) -> JobDir:
-        return JobDir(self.store_root, job.slurm_job_id)
+        return JobDir(self.store_root, job.user, job.slurm_job_id)
+
+    def prepare_user(self, user: str, uid: int) -> None:
+        """Make sure `<store>/<user>/` exists for the user (once per process and user):
+        the one level of the store a user may write, made by the trusted side.
+        Raises StoreError (with the command that fixes it) when it cannot be made."""
+        with self._lock:
+            if self._prepared.get(user) == uid:
+                return
+        owner = owner_of(uid)
+        ensure_user_dir(self.store_root, user, uid, owner.gid)
+        with self._lock:
+            self._prepared[user] = uid
 
     # -- operations ----------------------------------------------------------------
 
@@ -205,11 +219,12 @@ class JobFiles:
                     raise StoreTimeout(f"{what}: an earlier operation in its folder is still stuck")
                 del self._stuck[job.slurm_job_id]
         finished = threading.Event()
-        root, name = self.store_root, str(job.slurm_job_id)
+        root = self.store_root
+        where = self.jobdir(job).path
 
         def body() -> T | _Missing:
             try:
-                with _Folder.open(root, name, job.uid) as folder:
+                with _Folder.open(root, job, where) as folder:
                     return _MISSING if folder is None else op(folder)
             finally:
                 finished.set()
@@ -224,7 +239,7 @@ class JobFiles:
             if not isinstance(missing, _Missing):
                 return missing
             raise StoreError(
-                f"{what}: {root / name} does not exist (the job does not run under the launcher)"
+                f"{what}: {where} does not exist (the job does not run under the launcher)"
             )
         return value
 
@@ -238,22 +253,30 @@ class _Folder:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, root: Path, name: str, uid: int) -> Iterator[_Folder | None]:
+    def open(cls, root: Path, job: JobRef, where: Path) -> Iterator[_Folder | None]:
+        """The job's folder, reached root -> user -> job, each step the owner's own."""
         try:
             root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
             raise StoreError(
-                f"store root {root} is not reachable as uid {uid}: {err.strerror or err}"
+                f"store root {root} is not reachable as uid {job.uid}: {err.strerror or err}"
             ) from err
         try:
-            fd = untrusted.open_dir(root_fd, name, owner=uid)
+            user_fd = untrusted.open_dir(root_fd, job.user, owner=job.uid)
         finally:
             os.close(root_fd)
+        if user_fd is None:
+            yield None
+            return
+        try:
+            fd = untrusted.open_dir(user_fd, str(job.slurm_job_id), owner=job.uid)
+        finally:
+            os.close(user_fd)
         if fd is None:
             yield None
             return
         try:
-            yield cls(fd, uid)
+            yield cls(fd, job.uid)
         finally:
             os.close(fd)
 

@@ -1,6 +1,9 @@
 """Where things live in the image store.
 
-    <root>/<job_id>/                 0700, owned by the job's user
+    <root>/                          root-owned, 0755: users cannot write here
+    <root>/<user>/                   0700, owned by the user; made by the trusted side
+                                     (the service, or the site's account provisioning)
+    <root>/<user>/<job_id>/          0700, owned by the job's user (made by the launcher)
         checkpoints/<seq:06d>/       committed images (see writer.py)
         staging/<seq:06d>.<random>/  dumps in progress or cut off by a crash
         results/<seq:06d>.json       the launcher's outcome for each request
@@ -8,8 +11,10 @@
         images.json                  the service's list of valid images
         launcher.log, job-script
 
-Everything that names a file from outside (job ids, request files, image
-lists, manifests) goes through parse_job_id, check_seq or inside().
+Nobody can create another user's job folder: the only writable level is the
+user's own. Everything that names a file from outside (job ids, user names,
+request files, image lists, manifests) goes through parse_job_id, check_user,
+check_seq or inside().
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from slurm_ckpt.errors import BadPath, StoreError, UnsafeJobDir
+from slurm_ckpt.errors import BadPath, MissingUserDir, StoreError, UnsafeJobDir
 
 # Slurm job ids are 32-bit unsigned; six digits of sequence are ~19 years of
 # checkpoints at the shortest interval.
@@ -29,6 +34,8 @@ MAX_JOB_ID = 2**32 - 1
 MAX_SEQ = 999_999
 
 _JOB_ID_RE = re.compile(r"[1-9][0-9]{0,9}")
+# A login name as one path component: no '/', no leading '.' or '-'.
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
 _SEQ_RE = re.compile(r"[0-9]{6}")
 _RESULT_RE = re.compile(r"([0-9]{6})\.json")
 _STAGING_RE = re.compile(r"([0-9]{6})\..+")
@@ -46,6 +53,16 @@ def parse_job_id(text: str) -> int:
     return int(text)
 
 
+def check_user(name: str) -> str:
+    """Return `name` if it can be a user's folder name in the store.
+
+    Raises BadPath otherwise.
+    """
+    if not isinstance(name, str) or not _USER_RE.fullmatch(name):
+        raise BadPath(f"not a user name the store can hold: {name!r:.80}", value=repr(name))
+    return name
+
+
 def check_seq(seq: int) -> int:
     """Return `seq` if it is a valid checkpoint sequence number (1..999999).
 
@@ -58,20 +75,26 @@ def check_seq(seq: int) -> int:
 
 @dataclass(frozen=True)
 class JobDir:
-    """The store folder of one job. Pure naming: nothing here touches the disk
-    except committed_seqs and next_seq, which list folders."""
+    """The store folder of one job of `user`. Pure naming: nothing here touches the
+    disk except committed_seqs and next_seq, which list folders."""
 
     root: Path
+    user: str
     job_id: int
 
     def __post_init__(self) -> None:
+        check_user(self.user)
         job_id = self.job_id
         if isinstance(job_id, bool) or not isinstance(job_id, int) or not 1 <= job_id <= MAX_JOB_ID:
             raise BadPath(f"not a Slurm job id: {job_id!r}", value=repr(job_id))
 
     @property
+    def user_dir(self) -> Path:
+        return self.root / self.user
+
+    @property
     def path(self) -> Path:
-        return self.root / str(self.job_id)
+        return self.user_dir / str(self.job_id)
 
     @property
     def checkpoints_dir(self) -> Path:
@@ -143,31 +166,113 @@ class JobDir:
         return highest + 1
 
 
-def ensure_job_dir(root: Path, job_id: int) -> JobDir:
+def ensure_job_dir(root: Path, user: str, job_id: int) -> JobDir:
     """Create (or accept) the job's folder and subfolders, private to the current user.
 
-    Run by the launcher as the job's user. Refuses (UnsafeJobDir) an existing
-    folder that is a symlink, not a folder, owned by another uid, or open to
-    group or others; refuses (StoreError) a root that does not exist.
+    Run by the launcher as the job's user, inside the user's own folder, which
+    must exist (MissingUserDir otherwise: the trusted side makes it). Refuses
+    (UnsafeJobDir) a user folder or job folder that is a symlink, not a folder,
+    owned by another uid, or open to group or others; refuses (StoreError) a
+    root that does not exist.
     """
-    job = JobDir(root, job_id)
+    job = JobDir(root, user, job_id)
     try:
-        # O_PATH: a site's root is typically 1733, so users may not list it.
+        # O_PATH: the root is the service's; users only pass through it.
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise StoreError(
             f"store root {root} is not usable: {err.strerror or err} (an admin creates it)"
         ) from err
     try:
-        job_fd = _private_dir(root_fd, str(job_id), job.path)
+        user_fd = _existing_private_dir(root_fd, user, job.user_dir, os.geteuid(), writable=0o022)
         try:
-            for name in SUBDIRS:
-                os.close(_private_dir(job_fd, name, job.path / name))
+            job_fd = _private_dir(user_fd, str(job_id), job.path)
+            try:
+                for name in SUBDIRS:
+                    os.close(_private_dir(job_fd, name, job.path / name))
+            finally:
+                os.close(job_fd)
         finally:
-            os.close(job_fd)
+            os.close(user_fd)
     finally:
         os.close(root_fd)
     return job
+
+
+def ensure_user_dir(root: Path, user: str, uid: int, gid: int) -> Path:
+    """Create (or accept) `<root>/<user>/`, owned by `uid`:`gid`, mode 0700.
+
+    Run by the service as root, the owner of the store root, when it starts
+    tracking a user's job. Refuses (UnsafeJobDir) an existing entry that is a
+    symlink, not a folder, owned by another uid, or writable by group or
+    others; StoreError when it cannot be created (a root-squashed store: the
+    site's account provisioning makes these folders there).
+    """
+    path = root / check_user(user)
+    try:
+        # O_PATH: on a root-squashed store root may pass through but not read.
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise StoreError(f"store root {root} is not usable: {err.strerror or err}") from err
+    try:
+        try:
+            os.mkdir(user, 0o700, dir_fd=root_fd)
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise StoreError(
+                f"cannot create {path}: {err.strerror or err}; "
+                f"create it: install -d -o {uid} -g {gid} -m 0700 {path}"
+            ) from err
+        else:
+            fd = os.open(user, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
+            try:
+                os.fchown(fd, uid, gid)
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
+        os.close(_existing_private_dir(root_fd, user, path, uid, writable=0o022))
+    finally:
+        os.close(root_fd)
+    return path
+
+
+def _existing_private_dir(parent_fd: int, name: str, shown: Path, uid: int, writable: int) -> int:
+    """An fd on the existing folder `name`, once it is a real folder owned by `uid`
+    and not writable by group or others (MissingUserDir when it is not there)."""
+    try:
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+        )
+    except FileNotFoundError as err:
+        raise MissingUserDir(
+            f"{shown} does not exist: slurm-ckptd creates it when it tracks the user's "
+            "first job (or the site's account provisioning does)",
+            path=str(shown),
+        ) from err
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeJobDir(
+                f"{shown} is a symlink or not a folder: refusing it", path=str(shown)
+            ) from err
+        raise StoreError(f"cannot open {shown}: {err.strerror or err}") from err
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != uid:
+            raise UnsafeJobDir(
+                f"{shown} is owned by uid {st.st_uid}, not by uid {uid}: refusing it",
+                path=str(shown),
+            )
+        if stat.S_IMODE(st.st_mode) & writable:
+            raise UnsafeJobDir(
+                f"{shown} has mode {stat.S_IMODE(st.st_mode):04o}, writable by group or "
+                "others: refusing it (chmod 700)",
+                path=str(shown),
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def inside(base: Path, name: str) -> Path:

@@ -33,6 +33,7 @@ MAX_INT = 2**63 - 1  # the catalog's BIGINT
 
 # C0 and C1 control characters and DEL: escape sequences must never reach a terminal.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_SHOWN_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
 # A JSON string (skipped whole) or one bracket.
 _BRACKET_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
 
@@ -158,6 +159,13 @@ def text(value: object, limit: int = MAX_TEXT) -> str:
     shown = value if isinstance(value, str) else repr(value)
     shown = _CONTROL_RE.sub(" ", shown[: limit * 2]).strip()
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+def printable(value: str) -> str:
+    """`value` with every control character but newline and tab shown as "?": what
+    reaches a terminal never starts an escape sequence (the length is kept, so
+    aligned tables stay aligned)."""
+    return _SHOWN_CONTROL_RE.sub(lambda m: "?" * len(m.group()), value)
 
 
 def has_control(value: str) -> bool:

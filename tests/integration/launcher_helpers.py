@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ckpt.dump.criu import tree_pids
+from slurm_ckpt.store.layout import JobDir, ensure_user_dir
 
 LAUNCHER = (
     Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt")) / "venv/bin/slurm-ckpt-launch"
@@ -39,6 +41,25 @@ def kill_tree(root: int) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+
+
+def make_store(*users: pwd.struct_passwd) -> Path:
+    """A private image store laid out like a site's: the root root's and 0711 (users pass
+    through it, cannot write or list it), with each user's own 0700 folder made by the
+    trusted side, as slurm-ckptd does. Remove it with remove_store."""
+    base = Path("/tmp/slurm-ckpt-tests")
+    base.mkdir(mode=0o755, exist_ok=True)
+    root = base / f"store-{os.urandom(4).hex()}"
+    root.mkdir(mode=0o711)
+    os.chown(root, 0, 0)
+    os.chmod(root, 0o711)
+    for user in users:
+        ensure_user_dir(root, user.pw_name, user.pw_uid, user.pw_gid)
+    return root
+
+
+def remove_store(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def count_lines(path: Path) -> int:
@@ -65,7 +86,7 @@ class LauncherRun:
         self.user = user
         self.workdir = workdir
         self.job_id = job_id
-        self.jobdir = store_root / str(job_id)
+        self.jobdir = JobDir(store_root, user.pw_name, job_id).path
         self.stdout = workdir / stdout_name
         env = {
             "PATH": "/usr/bin:/bin",

@@ -9,6 +9,7 @@ admin and alice an ordinary user. No Slurm is needed: actions are only recorded.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import http.client
 import json
@@ -44,6 +45,7 @@ from slurm_ckpt.store.layout import ensure_job_dir
 from slurm_ckpt.store.manifest import MANIFEST_NAME
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
 
+from .launcher_helpers import make_store, remove_store
 from .slurm_helpers import REPO
 
 ADMIN = REPO / ".venv" / "bin" / "ckpt-admin"
@@ -70,23 +72,38 @@ def users() -> tuple[pwd.struct_passwd, pwd.struct_passwd]:
         pytest.fail("the test users are missing: run scripts/setup-system.sh users")
 
 
-def image(catalog: Catalog, store: Path, job_id: int, uid: int) -> None:
-    """One committed image of the job in `store`, recorded as VALID."""
+@contextlib.contextmanager
+def acting_as(user: pwd.struct_passwd) -> Iterator[None]:
+    """This process's effective ids are `user`'s (as the launcher runs), then root's again.
+    Only before the API server starts: no other thread must run meanwhile."""
+    os.setegid(user.pw_gid)
+    os.seteuid(user.pw_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def image(catalog: Catalog, store: Path, job_id: int, user: pwd.struct_passwd) -> None:
+    """One committed image of the job in the user's folder of `store`, written as the
+    user (as the launcher writes it), recorded as VALID."""
     c = catalog.request_checkpoint(catalog_id(catalog, job_id), now())
-    job_dir = ensure_job_dir(store, job_id)
-    staging = begin_checkpoint(job_dir, c.seq)
-    (staging / "pages-1.img").write_bytes(b"x" * 100_000)
-    path, manifest = commit_checkpoint(
-        job_dir,
-        staging,
-        seq=c.seq,
-        uid=uid,
-        gid=uid,
-        criu_version="4.2.1",
-        kernel="6.1",
-        dump_seconds=0.2,
-        freeze_seconds=0.1,
-    )
+    with acting_as(user):
+        job_dir = ensure_job_dir(store, user.pw_name, job_id)
+        staging = begin_checkpoint(job_dir, c.seq)
+        (staging / "pages-1.img").write_bytes(b"x" * 100_000)
+        path, manifest = commit_checkpoint(
+            job_dir,
+            staging,
+            seq=c.seq,
+            uid=user.pw_uid,
+            gid=user.pw_gid,
+            criu_version="4.2.1",
+            kernel="6.1",
+            dump_seconds=0.2,
+            freeze_seconds=0.1,
+        )
     checksum = f"xxh3_128:{hash_file(path / MANIFEST_NAME)}"
     result = DumpResult(
         str(path), manifest.total_size, len(manifest.files), 0.2, 0.1, "4.2.1", checksum
@@ -112,11 +129,13 @@ def world(root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     ).returncode:
         pytest.fail(f"{ADMIN} is not executable by {ALICE}")
     private = tmp_path_factory.mktemp("admin-api")
-    (private / "store").mkdir()
+    # The store where the users can reach their own folders (the service verifies as
+    # the owner), laid out like a site's: a root 0711 root, a 0700 folder per user.
+    store = make_store(alice, bob)
     url = f"sqlite:///{private}/catalog.db"
     config = private / "service.toml"
     config.write_text(
-        f'[paths]\nstate_dir = "{private}"\nstore_root = "{private}/store"\n'
+        f'[paths]\nstate_dir = "{private}"\nstore_root = "{store}"\n'
         f'[catalog]\nurl = "{url}"\n[slurm]\ncluster = "{CLUSTER}"\n'
         f'[admin]\ngroup = "{BOB}"\n[retention]\nkeep_last = 1\n'
     )
@@ -129,8 +148,8 @@ def world(root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
             NewJob(CLUSTER, job_id, user.pw_name, user.pw_uid, 60, state=JobState.RUNNING), now()
         )
         catalog.update_job(record.id, now(), batch_host="node1" if user is alice else "node2")
-    image(catalog, private / "store", ALICE_JOB, alice.pw_uid)
-    image(catalog, private / "store", BOB_JOB, bob.pw_uid)
+    image(catalog, store, ALICE_JOB, alice)
+    image(catalog, store, BOB_JOB, bob)
 
     server = ApiServer(Api(catalog, settings), host="127.0.0.1", port=0)
     server.start()
@@ -147,6 +166,7 @@ def world(root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         server.stop()
         db.dispose()
         shutil.rmtree(shared, ignore_errors=True)
+        remove_store(store)
 
 
 def admin(

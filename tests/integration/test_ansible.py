@@ -380,6 +380,11 @@ def test_first_run_installs_everything(deployment: Deployment) -> None:
     assert Path("/etc/slurm/job_submit.lua").read_text().startswith("-- slurm-ckpt job_submit.lua")
     settings = load_settings(CLUSTER_CONFIG)
     assert settings.criu.binary == unpriv and settings.criu.root_binary == PREFIX / "sbin" / "criu"
+    # The store root: root's, users pass through it to their own folder and can neither
+    # write there (make another user's folder) nor list the user names.
+    st = settings.paths.store_root.lstat()
+    assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid) == (0, 0), (st.st_uid, st.st_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o711, oct(st.st_mode)
     assert settings.criu.group == CRIU_GROUP
     assert "ExecStart=" in UNIT.read_text()
     assert (

@@ -242,7 +242,7 @@ def test_doctor_fails_a_missing_store_root_with_its_fix(cluster: SlurmTestClient
     assert code == 9
     store = checks["store-root"]
     assert not store["ok"] and "does not exist" in store["detail"]
-    assert store["fix"].startswith("install -d -o root -m 1733 /nonexistent/slurm-ckpt-store")
+    assert store["fix"].startswith("install -d -o root -m 0711 /nonexistent/slurm-ckpt-store")
     assert checks["catalog"]["ok"]  # one broken part does not hide the others
 
 

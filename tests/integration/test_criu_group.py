@@ -138,7 +138,7 @@ def test_a_non_members_job_runs_as_without_checkpoints(
         f"user {OUTSIDER} is not in group {criu_group.gr_name} that may run {binary}: "
         "running without checkpoints; an admin adds them"
     )
-    log = JobDir(service_store_root, job).log_file.read_text()
+    log = JobDir(service_store_root, OUTSIDER, job).log_file.read_text()
     assert sum(entry.endswith(f" WARNING {line}") for entry in log.splitlines()) == 1, log
 
     # The service's side: the launcher will never answer, so nothing is ever requested.

@@ -29,6 +29,7 @@ from slurm_ckpt.store.jobfs import JobFiles, JobRef
 from .conftest import TEST_USERS
 
 DROPPED = "cap_dac_override,cap_dac_read_search,cap_fowner"
+SUBFOLDERS = ("checkpoints", "staging", "results", "restarts")
 
 
 @pytest.fixture
@@ -39,20 +40,24 @@ def store(root: None) -> Iterator[Path]:
     path.mkdir(mode=0o755)
     for job_id, user in ((101, TEST_USERS[0]), (102, TEST_USERS[1])):
         entry = pwd.getpwnam(user)
-        folder = path / str(job_id)
-        for sub in ("", "checkpoints", "staging", "results", "restarts"):
-            (folder / sub).mkdir(mode=0o700, exist_ok=True)
-            os.chown(folder / sub, entry.pw_uid, entry.pw_gid)
+        for folder in (
+            path / user,
+            *(path / user / str(job_id) / sub for sub in ("", *SUBFOLDERS)),
+        ):
+            folder.mkdir(mode=0o700)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
 
 def _ref(job_id: int, user: str) -> JobRef:
-    return JobRef(job_id, pwd.getpwnam(user).pw_uid)
+    return JobRef(user, job_id, pwd.getpwnam(user).pw_uid)
 
 
 ALICE = (101, TEST_USERS[0])
 BOB = (102, TEST_USERS[1])
+A = f"{TEST_USERS[0]}/101"  # job folders, below the store root
+B = f"{TEST_USERS[1]}/102"
 
 
 def _plant(path: Path, user: str, data: bytes = b"precious") -> None:
@@ -63,7 +68,7 @@ def _plant(path: Path, user: str, data: bytes = b"precious") -> None:
 
 
 def test_the_owners_identity_cannot_read_another_users_file(store: Path) -> None:
-    secret = store / "101" / "results" / "secret"
+    secret = store / A / "results" / "secret"
     _plant(secret, TEST_USERS[0])
     bob = owner_of(pwd.getpwnam(TEST_USERS[1]).pw_uid)
     with pytest.raises(PermissionError):
@@ -74,17 +79,17 @@ def test_the_owners_identity_cannot_read_another_users_file(store: Path) -> None
 
 def test_files_the_service_writes_belong_to_the_job_owner(store: Path) -> None:
     JobFiles(store).write_request(_ref(*ALICE), b'{"seq": 1}')
-    st = (store / "101" / "request.json").stat()
+    st = (store / A / "request.json").stat()
     assert st.st_uid == pwd.getpwnam(TEST_USERS[0]).pw_uid
     assert st.st_mode & 0o077 == 0
 
 
 def test_bobs_staging_symlinked_to_alices_folder_deletes_nothing(store: Path) -> None:
-    precious = store / "101" / "checkpoints" / "keep"
+    precious = store / A / "checkpoints" / "keep"
     _plant(precious, TEST_USERS[0])
-    staging = store / "102" / "staging"
+    staging = store / B / "staging"
     staging.rmdir()
-    staging.symlink_to(store / "101" / "checkpoints")
+    staging.symlink_to(store / A / "checkpoints")
     os.lchown(staging, pwd.getpwnam(TEST_USERS[1]).pw_uid, -1)
     with pytest.raises(StoreError):
         JobFiles(store).clean_staging(_ref(*BOB))
@@ -92,31 +97,39 @@ def test_bobs_staging_symlinked_to_alices_folder_deletes_nothing(store: Path) ->
 
 
 def test_a_link_inside_bobs_staging_is_removed_not_followed(store: Path) -> None:
-    precious = store / "101" / "checkpoints" / "keep"
+    precious = store / A / "checkpoints" / "keep"
     _plant(precious, TEST_USERS[0])
-    dump = store / "102" / "staging" / "000001.x"
+    dump = store / B / "staging" / "000001.x"
     dump.mkdir()
     os.chown(dump, pwd.getpwnam(TEST_USERS[1]).pw_uid, -1)
-    (dump / "pages").symlink_to(store / "101" / "checkpoints")
+    (dump / "pages").symlink_to(store / A / "checkpoints")
     assert JobFiles(store).clean_staging(_ref(*BOB)) == ["000001.x"]
     assert precious.read_bytes() == b"precious" and not dump.exists()
 
 
 def test_bobs_result_linked_to_alices_file_is_refused(store: Path) -> None:
-    secret = store / "101" / "results" / "000001.json"
+    secret = store / A / "results" / "000001.json"
     _plant(secret, TEST_USERS[0], json.dumps({"seq": 1, "ok": True}).encode())
-    (store / "102" / "results" / "000001.json").symlink_to(secret)
+    (store / B / "results" / "000001.json").symlink_to(secret)
     with pytest.raises(untrusted.Untrusted, match="symlink"):
         JobFiles(store).read_result(_ref(*BOB), 1)
 
 
-def test_a_folder_bob_made_for_alices_job_is_refused(store: Path) -> None:
-    forged = store / "103"
-    forged.mkdir(mode=0o700)
-    os.chown(forged, pwd.getpwnam(TEST_USERS[1]).pw_uid, -1)
+def test_bob_cannot_make_a_folder_for_alices_job(store: Path) -> None:
+    # The store root is root's; alice's level is hers: bob has nowhere to plant one.
+    bob = owner_of(pwd.getpwnam(TEST_USERS[1]).pw_uid)
+    for where in (store / TEST_USERS[0] / "103", store / "103"):
+        with pytest.raises(PermissionError):
+            run_as(bob, lambda w=where: w.mkdir(), timeout=10, what="mkdir")
+
+
+def test_a_user_folder_of_another_uid_is_refused(store: Path) -> None:
+    # As if bob's folder had been made for alice's name: nothing is written into it.
+    (store / TEST_USERS[0]).rename(store / "spare")
+    (store / B).parent.rename(store / TEST_USERS[0])
     with pytest.raises(StoreError):
-        JobFiles(store).write_request(JobRef(103, pwd.getpwnam(TEST_USERS[0]).pw_uid), b"{}")
-    assert list(forged.iterdir()) == []
+        JobFiles(store).write_request(_ref(102, TEST_USERS[0]), b"{}")
+    assert not (store / TEST_USERS[0] / "102" / "request.json").exists()
 
 
 _SCRIPT = """
@@ -127,7 +140,7 @@ from slurm_ckpt.store.jobfs import JobFiles, JobRef
 if sys.argv[3] == "no-identity":
     identity._take = lambda owner: None
 files = JobFiles(Path(sys.argv[1]))
-ref = JobRef(101, int(sys.argv[2]))
+ref = JobRef(sys.argv[4], 101, int(sys.argv[2]))
 files.write_request(ref, b'{"seq": 1}')
 print(json.dumps(files.read_result(ref, 1)))
 """
@@ -138,14 +151,14 @@ def test_without_roots_dac_capabilities_only_the_owners_identity_works(
     store: Path, mode: str
 ) -> None:
     _plant(
-        store / "101" / "results" / "000001.json",
+        store / A / "results" / "000001.json",
         TEST_USERS[0],
         json.dumps({"seq": 1, "ok": True}).encode(),
     )
     uid = str(pwd.getpwnam(TEST_USERS[0]).pw_uid)
     done = subprocess.run(
         ["capsh", f"--drop={DROPPED}", "--", "-c", 'exec "$@"', "py", sys.executable, "-c"]
-        + [_SCRIPT, str(store), uid, mode],
+        + [_SCRIPT, str(store), uid, mode, TEST_USERS[0]],
         capture_output=True,
         text=True,
         timeout=60,

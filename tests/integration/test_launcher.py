@@ -16,7 +16,7 @@ import pytest
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import write_published_images
 
-from .launcher_helpers import LauncherRun, count_lines, wait_until
+from .launcher_helpers import LauncherRun, count_lines, make_store, remove_store, wait_until
 
 WORKLOADS = Path(__file__).parent / "workloads"
 COUNT = 60
@@ -24,13 +24,11 @@ DELAY = 0.05
 
 
 @pytest.fixture
-def store_root(user_dir: Path) -> Iterator[Path]:
-    # Like a site's store root: anyone may create their job's folder, nobody may list others'.
-    root = Path("/tmp/slurm-ckpt-tests") / f"store-{os.urandom(4).hex()}"
-    root.mkdir(mode=0o1733)
-    os.chmod(root, 0o1733)
+def store_root(test_user: pwd.struct_passwd) -> Iterator[Path]:
+    # Like a site's store: root's 0711 root, a 0700 folder per user (ckpt-bob's too).
+    root = make_store(test_user, pwd.getpwnam("ckpt-bob"))
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    remove_store(root)
 
 
 @pytest.fixture
@@ -40,7 +38,7 @@ def job_id() -> int:
 
 def publish(store_root: Path, job_id: int, seqs: list[int], owner: pwd.struct_passwd) -> None:
     """Publish the list of valid images, as the service will."""
-    jobdir = JobDir(store_root, job_id)
+    jobdir = JobDir(store_root, owner.pw_name, job_id)
     write_published_images(jobdir, seqs)
     os.chown(jobdir.images_list, owner.pw_uid, owner.pw_gid)
 
@@ -88,9 +86,7 @@ def test_checkpoint_kill_restore_continues_and_passes_the_exit_code(
     assert numbers(user_dir / "stdout.txt") == list(range(1, COUNT + 1))
     report = second.restart_report(1)
     assert report["outcome"] == "restored" and report["seq"] == 1
-    manifest = json.loads(
-        (store_root / str(job_id) / "checkpoints/000001/manifest.json").read_text()
-    )
+    manifest = json.loads((first.jobdir / "checkpoints/000001/manifest.json").read_text())
     assert manifest["uid"] == test_user.pw_uid
     recorded = {f["path"] for f in manifest["open_files"]}
     assert {str(user_dir / "out.txt"), str(user_dir / "stdout.txt")} <= recorded
@@ -106,7 +102,7 @@ def test_corrupt_newest_image_falls_back_to_the_older_one(
     wait_until(lambda: count_lines(user_dir / "out.txt") >= 20, 30, "more output")
     assert first.request_checkpoint(2)["ok"], first.log()
     first.kill()
-    newest = store_root / str(job_id) / "checkpoints/000002"
+    newest = first.jobdir / "checkpoints/000002"
     pages = max(newest.glob("pages-*.img"), key=lambda p: p.stat().st_size)
     data = bytearray(pages.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -139,8 +135,8 @@ def test_image_with_another_users_credentials_is_refused(
         alice = LauncherRun(test_user, user_dir, store_root, job_id, pipeline(user_dir))
         wait_until(lambda: count_lines(user_dir / "out.txt") >= 5, 30, "alice's workload")
         alice.kill()
-        planted = store_root / str(job_id) / "checkpoints/000001"
-        shutil.copytree(store_root / str(job_id + 1) / "checkpoints/000001", planted)
+        planted = alice.jobdir / "checkpoints/000001"
+        shutil.copytree(bob.jobdir / "checkpoints/000001", planted)
         manifest = json.loads((planted / "manifest.json").read_text())
         manifest.update(uid=test_user.pw_uid, gid=test_user.pw_gid, job_id=job_id)
         (planted / "manifest.json").write_text(json.dumps(manifest))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import write_published_images
 
-from .launcher_helpers import LAUNCHER, count_lines, wait_until
+from .launcher_helpers import LAUNCHER, count_lines, make_store, remove_store, wait_until
 from .slurm_helpers import SlurmTestClient
 
 NODES = {"node1", "node2"}
@@ -26,12 +25,11 @@ LINES = 60
 
 
 @pytest.fixture
-def store_root() -> Iterator[Path]:
-    root = Path("/tmp/slurm-ckpt-tests") / f"store-{os.urandom(4).hex()}"
-    root.mkdir(mode=0o1733, parents=True)
-    os.chmod(root, 0o1733)
+def store_root(test_user: pwd.struct_passwd) -> Iterator[Path]:
+    # Like a site's store: root's 0711 root, the test user's own 0700 folder.
+    root = make_store(test_user)
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    remove_store(root)
 
 
 def submit(
@@ -67,7 +65,8 @@ def test_workload_exit_code_becomes_the_jobs(
     assert record["JobState"] == "FAILED"
     assert (user_dir / "out.txt").read_text() == "working\n"
     # It ran under the launcher (which logs to the store), not around it.
-    assert "workload ended: exit code 7" in (store_root / str(job) / "launcher.log").read_text()
+    log = JobDir(store_root, test_user.pw_name, job).log_file.read_text()
+    assert "workload ended: exit code 7" in log
 
 
 def test_node_failure_job_resumes_on_the_other_node_with_identical_output(
@@ -92,7 +91,7 @@ def test_node_failure_job_resumes_on_the_other_node_with_identical_output(
     counter = user_dir / "counter.txt"
     wait_until(lambda: count_lines(counter) >= 10, 30, "the job to count")
 
-    jobdir = JobDir(store_root, job)
+    jobdir = JobDir(store_root, test_user.pw_name, job)
     (jobdir.path / "request.tmp").write_text(json.dumps({"job_id": job, "seq": 1}))
     (jobdir.path / "request.tmp").rename(jobdir.request_file)
     subprocess.run(["scancel", "--signal=USR1", "--batch", str(job)], check=True, timeout=30)

@@ -22,7 +22,7 @@ from slurm_ckpt.db import migrate
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import CheckpointState, EventKind
-from slurm_ckpt.store.layout import JobDir
+from slurm_ckpt.store.layout import JobDir, ensure_user_dir
 from slurm_ckpt.store.verify import verify_checkpoint
 
 from .launcher_helpers import wait_until
@@ -67,7 +67,7 @@ def test_corrupt_newest_image_falls_back_to_the_older_one(
             lambda: newest_valid(service_catalog, record.id).seq > seen, 30, "a new checkpoint"
         )
         newest = newest_valid(service_catalog, record.id)
-        images = JobDir(service_store_root, job).checkpoint(newest.seq)
+        images = JobDir(service_store_root, test_user.pw_name, job).checkpoint(newest.seq)
         pages = max(images.glob("pages-*.img"), key=lambda p: p.stat().st_size)
         with open(pages, "r+b") as f:
             f.seek(pages.stat().st_size // 2)
@@ -93,11 +93,15 @@ def test_corrupt_newest_image_falls_back_to_the_older_one(
 
 
 @pytest.fixture
-def small_store_folder(service_store_root: Path) -> Iterator[Callable[[int, int], Path]]:
+def small_store_folder(
+    service_store_root: Path,
+) -> Iterator[Callable[[int, pwd.struct_passwd], Path]]:
     mounted: list[Path] = []
 
-    def mount(job_id: int, uid: int) -> Path:
-        path = service_store_root / str(job_id)
+    def mount(job_id: int, user: pwd.struct_passwd) -> Path:
+        # In the user's own folder (made as slurm-ckptd makes it, if it is not there yet).
+        ensure_user_dir(service_store_root, user.pw_name, user.pw_uid, user.pw_gid)
+        path = JobDir(service_store_root, user.pw_name, job_id).path
         path.mkdir(mode=0o700)
         proc.run(
             [
@@ -105,7 +109,7 @@ def small_store_folder(service_store_root: Path) -> Iterator[Callable[[int, int]
                 "-t",
                 "tmpfs",
                 "-o",
-                f"size=40m,mode=0700,uid={uid},gid={uid}",
+                f"size=40m,mode=0700,uid={user.pw_uid},gid={user.pw_gid}",
                 "tmpfs",
                 str(path),
             ],
@@ -125,7 +129,7 @@ def test_full_store_fails_the_checkpoint_with_the_reason_and_nothing_else(
     service_store_root: Path,
     test_user: pwd.struct_passwd,
     user_dir: Path,
-    small_store_folder: Callable[[int, int], Path],
+    small_store_folder: Callable[[int, pwd.struct_passwd], Path],
 ) -> None:
     # The job's folder is a 40 MB filesystem; after 25 s the job needs 80 MB more.
     grow = (
@@ -138,7 +142,7 @@ def test_full_store_fails_the_checkpoint_with_the_reason_and_nothing_else(
         cwd=user_dir,
         args=["--output=job.out", "--hold"],
     )
-    small_store_folder(job, test_user.pw_uid)
+    small_store_folder(job, test_user)
     proc.run(["scontrol", "release", str(job)], timeout=30)
     other_dir = user_dir / "other"
     other_dir.mkdir()
@@ -165,7 +169,7 @@ def test_full_store_fails_the_checkpoint_with_the_reason_and_nothing_else(
             "the other job to be checkpointed meanwhile",
         )
         state = cluster.job(job)["JobState"]
-        staging = JobDir(service_store_root, job).staging_dir
+        staging = JobDir(service_store_root, test_user.pw_name, job).staging_dir
         leftovers = list(staging.iterdir())
     finally:
         cluster.cancel(job)
@@ -192,13 +196,19 @@ def test_users_cannot_see_or_take_each_others_images(
     try:
         record = tracked(service_catalog, job)
         wait_until(lambda: valid_count(service_catalog, record) >= 1, 60, "a VALID checkpoint")
-        jobdir = JobDir(service_store_root, job)
+        jobdir = JobDir(service_store_root, test_user.pw_name, job)
         seq = newest_valid(service_catalog, record.id).seq
 
         def as_bob(*argv: str) -> proc.Completed:
             return proc.run(["runuser", "-u", "ckpt-bob", "--", *argv], timeout=30, check=False)
 
+        # The store root is root's and 0711: bob can neither list the user names nor
+        # make a folder there (another user's, ahead of their first job); alice's own
+        # folder is 0700: bob can neither list it nor make a job folder in it.
         listing = as_bob("ls", str(service_store_root))
+        squat = as_bob("mkdir", str(service_store_root / f"ckpt-{uuid.uuid4().hex[:8]}"))
+        users = as_bob("ls", str(jobdir.user_dir))
+        plant = as_bob("mkdir", str(jobdir.user_dir / str(job + 1)))
         peek = as_bob("ls", str(jobdir.path))
         steal = as_bob("cp", "-r", str(jobdir.checkpoint(seq)), "/tmp/stolen-" + uuid.uuid4().hex)
         # A request naming a path is refused by the launcher; the job goes on.
@@ -212,7 +222,7 @@ def test_users_cannot_see_or_take_each_others_images(
     finally:
         cluster.cancel(job)
 
-    for attempt in (listing, peek, steal):
+    for attempt in (listing, squat, users, plant, peek, steal):
         assert attempt.returncode != 0 and "Permission denied" in attempt.stderr, attempt
     assert "unknown keys: path" in rejected.read_text()
     assert state == "RUNNING"
@@ -314,7 +324,7 @@ def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
     assert (user_dir / "job.out").read_text() == expected(100)
     assert (user_dir / "counter.txt").read_text() == expected(100)
     # Restored from the checkpoint the launcher took on Slurm's preemption signal.
-    jobdir = JobDir(service_store_root, job)
+    jobdir = JobDir(service_store_root, test_user.pw_name, job)
     report = json.loads((jobdir.path / "restarts" / "0001.json").read_text())
     assert report["outcome"] == "restored", report
     result = json.loads(jobdir.result_file(report["seq"]).read_text())

@@ -56,7 +56,8 @@ def test_checkpointed_job_gets_valid_checkpoints_on_time(
         manifest = verify_checkpoint(Path(checkpoint.store_path), read_data=True)
         assert manifest.uid == test_user.pw_uid and manifest.job_id == job
         assert (checkpoint.total_bytes or 0) > 0 and checkpoint.criu_version
-    assert published_images(JobDir(service_store_root, job)) == [c.seq for c in valid]
+    jobdir = JobDir(service_store_root, test_user.pw_name, job)
+    assert published_images(jobdir) == [c.seq for c in valid]
     print(f"two VALID checkpoints {took:.1f}s after the job was tracked")
 
 
@@ -195,7 +196,7 @@ def test_service_killed_at_any_moment_leaves_a_consistent_catalog(
         cluster.cancel(job)
         service_ctl("start-service")
 
-    jobdir = JobDir(service_store_root, job)
+    jobdir = JobDir(service_store_root, test_user.pw_name, job)
     for checkpoint in service_catalog.checkpoints(record.id):
         path = jobdir.checkpoint(checkpoint.seq)
         if checkpoint.state == CheckpointState.VALID:

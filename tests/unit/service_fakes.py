@@ -22,9 +22,10 @@ from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.service.app import Service
 from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # the fake clock's first reading
+USER = "alice"  # every fake job is this user's, with the uid running the tests
 FREE_PID = 10_000_000  # above any pid_max
 CLUSTER = "test"
 
@@ -100,7 +101,7 @@ class FakeWorld:
         info = JobInfo(
             job_id=job_id,
             state="RUNNING",
-            user="alice",
+            user=USER,
             uid=os.getuid(),
             batch_host="node1",
             node_list="node1",
@@ -112,14 +113,17 @@ class FakeWorld:
         )
         info = dataclasses.replace(info, **fields)  # type: ignore[arg-type]
         self.slurm.add(info)
-        ensure_job_dir(self.store, job_id)
+        # The service makes the user's folder when it tracks the job; the launcher,
+        # which may start first, waits for it, then makes the job's own.
+        ensure_user_dir(self.store, USER, os.getuid(), os.getgid())
+        ensure_job_dir(self.store, USER, job_id)
         return info
 
     def play_launcher(self, job_id: int, signal: str) -> None:
         """The launcher's part, with the real launcher code and the fake dump backend."""
         if job_id in self.silent:
             return
-        jobdir = JobDir(self.store, job_id)
+        jobdir = JobDir(self.store, USER, job_id)
         session = Session(
             Job(job_id, 0, ["/bin/sh"], jobdir.path / "x", []),
             jobdir,

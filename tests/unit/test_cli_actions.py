@@ -18,7 +18,7 @@ from slurm_ckpt.db.catalog import ActionRecord, Catalog, DumpResult, NewJob
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import ActionKind, ActionState, JobState
 from slurm_ckpt.store.checksum import hash_file
-from slurm_ckpt.store.layout import ensure_job_dir
+from slurm_ckpt.store.layout import JobDir, ensure_job_dir
 from slurm_ckpt.store.manifest import MANIFEST_NAME
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
 
@@ -174,14 +174,16 @@ def test_gc_yes_submits_a_gc_action(env: dict[str, str], catalog: Catalog) -> No
 
 
 def verifiable_job(catalog: Catalog, store: Path, *, slurm_job_id: int = 4242009) -> None:
-    """A running job with one committed image in `store`, recorded as VALID. The job
-    is whoever runs the tests: verify reads the folder with the owner's identity."""
+    """A running job of ALICE's with one committed image in `store`, recorded as VALID.
+    Its uid is whoever runs the tests: verify reads the folder with the owner's identity,
+    so the user's folder (made here as the trusted side would) is the caller's."""
     owner = os.geteuid()
     record = catalog.track_job(
         NewJob(CLUSTER, slurm_job_id, ALICE.name, owner, 600, state=JobState.RUNNING), NOW
     )
     c = catalog.request_checkpoint(record.id, NOW)
-    job_dir = ensure_job_dir(store, slurm_job_id)
+    (store / ALICE.name).mkdir(mode=0o700, exist_ok=True)
+    job_dir = ensure_job_dir(store, ALICE.name, slurm_job_id)
     staging = begin_checkpoint(job_dir, c.seq)
     (staging / "pages-1.img").write_bytes(b"x" * 300_000)
     path, manifest = commit_checkpoint(
@@ -214,7 +216,7 @@ def test_verify_checks_structure_and_data(
     verifiable_job(catalog, tmp_path / "store")
     doc = valid_json(run(env, "verify", "4242009", "--read-data", "--json"), "verify")
     assert doc["ok"] is True and doc["checkpoints"][0]["total_bytes"] == 300_000  # type: ignore[index]
-    image = tmp_path / "store" / "4242009" / "checkpoints" / "000001" / "pages-1.img"
+    image = JobDir(tmp_path / "store", ALICE.name, 4242009).checkpoint(1) / "pages-1.img"
     image.write_bytes(b"y" * 300_000)  # same size: only a re-hash sees it
     assert run(env, "verify", "4242009").exit_code == 0
     result = run(env, "verify", "4242009", "--read-data")

@@ -14,6 +14,7 @@ import pytest
 
 from slurm_ckpt import proc
 from slurm_ckpt.cli import doctor, humanize
+from slurm_ckpt.cli.doctor import CheckResult
 from slurm_ckpt.config import Settings, load_settings
 
 GROUP, GID = "ckpt-criu-test", 4242
@@ -59,12 +60,50 @@ def test_store_root_check_fails_with_its_fix(tmp_path: Path) -> None:
     )
     result = doctor.check_store_root(settings)
     assert not result.ok and result.detail == f"{missing} does not exist"
-    assert result.fix == f"install -d -o root -m 1733 {missing} (on a filesystem every node sees)"
-    missing.mkdir(mode=0o755)
-    result = doctor.check_store_root(
-        load_settings(env={"SLURM_CKPT_PATHS_STORE_ROOT": str(missing)}, path=_empty(tmp_path))
-    )
-    assert not result.ok and "want 1733" in result.detail
+    assert result.fix == f"install -d -o root -m 0711 {missing} (on a filesystem every node sees)"
+
+
+def _store_root_as(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, uid: int, mode: int
+) -> CheckResult:
+    """check_store_root on a folder that lstat reports with this owner and mode."""
+    root = tmp_path / "store"
+    root.mkdir(exist_ok=True)
+    real_lstat = os.lstat
+
+    def lstat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        st = real_lstat(path, *args, **kwargs)
+        if Path(path) != root:
+            return st
+        fields = list(st)
+        fields[0], fields[4] = stat.S_IFDIR | mode, uid
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    settings = load_settings(env={"SLURM_CKPT_PATHS_STORE_ROOT": str(root)}, path=_empty(tmp_path))
+    return doctor.check_store_root(settings)
+
+
+@pytest.mark.parametrize("mode", [0o711, 0o755])
+def test_store_root_check_accepts_a_root_owned_root_users_cannot_write(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode: int
+) -> None:
+    result = _store_root_as(monkeypatch, tmp_path, uid=0, mode=mode)
+    assert result.ok and result.detail.endswith(f"mode {mode:04o}, owned by root")
+
+
+@pytest.mark.parametrize(
+    ("uid", "mode"),
+    [(0, 0o1733), (0, 0o1777), (0, 0o775), (0, 0o757), (1000, 0o711), (1000, 0o755)],
+)
+def test_store_root_check_refuses_a_root_users_could_write(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, uid: int, mode: int
+) -> None:
+    result = _store_root_as(monkeypatch, tmp_path, uid=uid, mode=mode)
+    assert not result.ok
+    assert f"mode {mode:04o}, owner uid {uid}" in result.detail
+    assert "want root-owned and not writable by group or others (0711 or 0755)" in result.detail
+    assert result.fix.startswith("install -d -o root -m 0711 ")
 
 
 def test_capability_check_fails_on_a_file_without_one(tmp_path: Path) -> None:

@@ -97,7 +97,9 @@ def launcher_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.setenv("SLURM_CKPT_CONFIG", str(config))
     monkeypatch.setenv("SLURM_CKPT_PATHS_STORE_ROOT", str(tmp_path))
     monkeypatch.setenv("SLURM_CKPT_CRIU_BINARY", str(BINARY))
-    monkeypatch.setattr(layout, "ensure_job_dir", lambda root, job: layout.JobDir(root, job))
+    monkeypatch.setattr(
+        layout, "ensure_job_dir", lambda root, user, job: layout.JobDir(root, user, job)
+    )
     monkeypatch.setattr(main, "_log_to", lambda path: None)
     get_settings.cache_clear()
     saved = signal.getsignal(signal.SIGUSR1)

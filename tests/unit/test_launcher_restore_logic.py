@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import time
 from pathlib import Path
 
@@ -15,13 +16,15 @@ from slurm_ckpt.store.layout import JobDir, ensure_job_dir
 from slurm_ckpt.store.verify import write_published_images
 
 FREE_PID = 10_000_000  # above any pid_max: never in use
+ME = pwd.getpwuid(os.geteuid()).pw_name  # the launcher runs as the job's user: whoever tests
 IMPORTED = time.monotonic()
 
 
 def make_session(tmp_path: Path, dumper: FakeDumper, restart_count: int = 1) -> Session:
     root = tmp_path / "store"
     root.mkdir()
-    jobdir = ensure_job_dir(root, 42)
+    (root / ME).mkdir(mode=0o700)  # the user's folder, the trusted side's part
+    jobdir = ensure_job_dir(root, ME, 42)
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n")
     settings = load_settings(env={})
@@ -102,8 +105,8 @@ def test_no_usable_image_fails_when_the_site_says_so(tmp_path: Path) -> None:
 def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper)
-    other = JobDir(session.jobdir.root, 43)
-    ensure_job_dir(other.root, 43)
+    other = JobDir(session.jobdir.root, ME, 43)
+    ensure_job_dir(other.root, ME, 43)
     take(other, dumper, 1)
     os.rename(other.checkpoint(1), session.jobdir.checkpoint(1))
     write_published_images(session.jobdir, [1])

@@ -21,7 +21,7 @@ from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
 
-from .service_fakes import CLUSTER, FakeWorld
+from .service_fakes import CLUSTER, USER, FakeWorld
 
 K = ActionKind
 A = ActionState
@@ -46,7 +46,7 @@ class RecordingSlurm(FakeSlurm):
         if self.refuse_requeue:
             raise SlurmRejected(self.refuse_requeue)
         self.calls.append(f"requeue {job_id}")
-        self.published_at_requeue[job_id] = published_images(JobDir(self.store, job_id))
+        self.published_at_requeue[job_id] = published_images(JobDir(self.store, USER, job_id))
         super().requeue(job_id, hold=hold)
 
     def drain_node(self, node: str, reason: str) -> None:
@@ -178,7 +178,7 @@ def test_a_failed_dump_fails_the_checkpoint_action_with_its_reason(world: World)
 def test_an_undeliverable_request_fails_the_action_with_the_reason(world: World) -> None:
     world.job(205)
     world.service.sync()
-    shutil.rmtree(JobDir(world.store, 205).path)  # the job does not run under the launcher
+    shutil.rmtree(JobDir(world.store, USER, 205).path)  # the job does not run under the launcher
     action = world.submit(K.CHECKPOINT, slurm_job_id=205)
 
     world.service.actions.run()
@@ -430,8 +430,8 @@ def test_gc_applies_retention_and_finishes_interrupted_deletions(world: World) -
         A.DONE,
         f"deleted 3 images, {size / 1024 / 1024:.1f} MiB (2 jobs looked at)",
     )
-    assert JobDir(world.store, 221).committed_seqs() == [3, 4]
-    assert JobDir(world.store, 222).committed_seqs() == []
+    assert JobDir(world.store, USER, 221).committed_seqs() == [3, 4]
+    assert JobDir(world.store, USER, 222).committed_seqs() == []
 
 
 # restarts of the service

@@ -15,7 +15,7 @@ from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
 
-from .service_fakes import FakeWorld
+from .service_fakes import USER, FakeWorld
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_a_late_result_whose_image_verifies_becomes_valid(world: FakeWorld) -> N
 
     (late,) = world.catalog.checkpoints(job_id)
     assert late.state == CheckpointState.VALID and late.error is None
-    assert published_images(JobDir(world.store, 301)) == [late.seq]
+    assert published_images(JobDir(world.store, USER, 301)) == [late.seq]
     assert EventKind.LATE_CHECKPOINT in [e.kind for e in world.catalog.events(job_id)]
 
 
@@ -55,7 +55,7 @@ def test_a_late_image_that_does_not_verify_is_removed(world: FakeWorld) -> None:
     world.clock.advance(301)
     world.service.collect()
     world.answer_late(302)
-    jobdir = JobDir(world.store, 302)
+    jobdir = JobDir(world.store, USER, 302)
     (jobdir.checkpoint(1) / "stray.img").write_bytes(b"not listed")
 
     world.service.collect()
@@ -79,7 +79,7 @@ def test_a_hostile_result_fails_only_that_checkpoint_and_is_stored_clean(
 ) -> None:
     world.silent.add(303)
     hostile = _request(world, 303)
-    (JobDir(world.store, 303).result_file(1)).write_bytes(content[:70_000])
+    (JobDir(world.store, USER, 303).result_file(1)).write_bytes(content[:70_000])
     victim = _request(world, 304)
 
     world.service.collect()
@@ -95,7 +95,7 @@ def test_a_hostile_result_fails_only_that_checkpoint_and_is_stored_clean(
 def test_a_fifo_result_neither_blocks_collect_nor_the_other_jobs(world: FakeWorld) -> None:
     world.silent.add(305)
     hostile = _request(world, 305)
-    os.mkfifo(JobDir(world.store, 305).result_file(1))
+    os.mkfifo(JobDir(world.store, USER, 305).result_file(1))
     victim = _request(world, 306)
 
     world.service.collect()  # would block for ever on a plain open()
@@ -109,7 +109,7 @@ def test_a_manifest_with_huge_sizes_is_refused_not_an_overflow(world: FakeWorld)
     world.silent.add(307)
     job_id = _request(world, 307)
     world.answer_late(307)
-    manifest = JobDir(world.store, 307).checkpoint(1) / "manifest.json"
+    manifest = JobDir(world.store, USER, 307).checkpoint(1) / "manifest.json"
     doc = json.loads(manifest.read_bytes())
     doc["files"][0]["size"] = 2**64
     manifest.write_text(json.dumps(doc))
@@ -124,7 +124,7 @@ def test_a_manifest_with_huge_sizes_is_refused_not_an_overflow(world: FakeWorld)
 def test_a_restart_report_that_is_a_symlink_to_dev_zero_is_not_read(world: FakeWorld) -> None:
     world.job(308)
     world.service.sync()
-    restarts = JobDir(world.store, 308).path / "restarts"
+    restarts = JobDir(world.store, USER, 308).path / "restarts"
     restarts.mkdir()
     (restarts / "0001.json").symlink_to("/dev/zero")
     world.slurm.set(308, restarts=1)

@@ -21,7 +21,7 @@ from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
 
-from .service_fakes import START, FakeWorld
+from .service_fakes import START, USER, FakeWorld
 
 
 @pytest.fixture
@@ -68,10 +68,10 @@ def test_checkpoint_request_result_valid_and_published(world: FakeWorld) -> None
 
     (checkpoint,) = world.catalog.checkpoints(record.id)
     assert checkpoint.state == CheckpointState.VALID
-    assert checkpoint.store_path == str(JobDir(world.store, 102).checkpoint(1))
+    assert checkpoint.store_path == str(JobDir(world.store, USER, 102).checkpoint(1))
     assert checkpoint.manifest_checksum and checkpoint.manifest_checksum.startswith("xxh3_128:")
     assert world.slurm.signals == [(102, "USR1")]
-    assert published_images(JobDir(world.store, 102)) == [1]
+    assert published_images(JobDir(world.store, USER, 102)) == [1]
     assert not world.service.checkpointer.in_flight()
 
 
@@ -91,7 +91,7 @@ def test_retention_keeps_the_newest_two_and_deletes_older_files(world: FakeWorld
         2: CheckpointState.DELETED,
         1: CheckpointState.DELETED,
     }
-    jobdir = JobDir(world.store, 103)
+    jobdir = JobDir(world.store, USER, 103)
     assert jobdir.committed_seqs() == [3, 4]
     assert published_images(jobdir) == [4, 3]
 
@@ -163,7 +163,7 @@ def test_a_slurm_requeue_and_the_launchers_report_become_events(world: FakeWorld
     world.service.sync()
     record = world.tracked(108)
     world.slurm.set(108, restarts=1, node_list="node2", batch_host="node2")
-    restarts = JobDir(world.store, 108).path / "restarts"
+    restarts = JobDir(world.store, USER, 108).path / "restarts"
     restarts.mkdir()
     (restarts / "0001.json").write_text(
         json.dumps(
@@ -199,7 +199,7 @@ def test_recovery_completes_a_request_whose_result_arrived_while_down(world: Fak
     fresh.recover()
 
     assert world.catalog.checkpoints(record.id)[0].state == CheckpointState.VALID
-    assert published_images(JobDir(world.store, 109)) == [1]
+    assert published_images(JobDir(world.store, USER, 109)) == [1]
 
 
 # Walltime chaining on, a 2-minute margin: jobs with a 10-minute limit from START
@@ -307,7 +307,7 @@ def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
 
     (checkpoint,) = world.catalog.checkpoints(record.id)
     assert (checkpoint.seq, checkpoint.state) == (1, CheckpointState.VALID)
-    assert published_images(JobDir(world.store, 112)) == [1]
+    assert published_images(JobDir(world.store, USER, 112)) == [1]
     # The next request continues the numbering.
     world.slurm.set(112, state="RUNNING", batch_host="node2", node_list="node2")
     world.service.sync()

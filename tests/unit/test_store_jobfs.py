@@ -18,22 +18,25 @@ from slurm_ckpt.errors import ImageCorrupt, StoreError
 from slurm_ckpt.store import jobfs, untrusted
 from slurm_ckpt.store.identity import StoreTimeout
 from slurm_ckpt.store.jobfs import JobFiles, JobRef
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
 
-ME = JobRef(7, os.geteuid())
+from .store_helpers import ME as MY_NAME
+from .store_helpers import make_job
+
+ME = JobRef(MY_NAME, 7, os.geteuid())
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     root = tmp_path / "store"
     root.mkdir()
-    ensure_job_dir(root, ME.slurm_job_id)
+    make_job(root, ME.slurm_job_id)
     return root
 
 
 def _commit(store: Path, seq: int) -> Path:
-    job = JobDir(store, ME.slurm_job_id)
+    job = JobDir(store, MY_NAME, ME.slurm_job_id)
     staging = begin_checkpoint(job, seq)
     (staging / "pages-1.img").write_bytes(b"x" * 1000)
     path, _ = commit_checkpoint(
@@ -54,7 +57,7 @@ def test_request_and_image_list_are_written_atomically(store: Path) -> None:
     files = JobFiles(store)
     files.write_request(ME, b'{"seq": 1}')
     files.publish(ME, b'{"images": []}')
-    folder = store / str(ME.slurm_job_id)
+    folder = store / MY_NAME / str(ME.slurm_job_id)
     assert (folder / "request.json").read_bytes() == b'{"seq": 1}'
     assert (folder / "images.json").read_bytes() == b'{"images": []}'
     assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
@@ -62,7 +65,7 @@ def test_request_and_image_list_are_written_atomically(store: Path) -> None:
 
 def test_a_missing_job_folder_is_a_clear_error_or_the_default(store: Path) -> None:
     files = JobFiles(store)
-    other = JobRef(8, ME.uid)
+    other = JobRef(MY_NAME, 8, ME.uid)
     assert not files.exists(other)
     assert files.committed_seqs(other) == []
     assert files.read_result(other, 1) is None
@@ -73,22 +76,22 @@ def test_a_missing_job_folder_is_a_clear_error_or_the_default(store: Path) -> No
 def test_a_job_folder_that_is_a_symlink_is_refused(store: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (store / "8").symlink_to(elsewhere)
+    (store / MY_NAME / "8").symlink_to(elsewhere)
     with pytest.raises(untrusted.Untrusted, match="symlink"):
-        JobFiles(store).write_request(JobRef(8, ME.uid), b"{}")
+        JobFiles(store).write_request(JobRef(MY_NAME, 8, ME.uid), b"{}")
     assert list(elsewhere.iterdir()) == []
 
 
 def test_a_folder_of_another_uid_is_refused(store: Path) -> None:
     # Refused as not the owner's folder (or, as root, already by the owner's rights).
     with pytest.raises(StoreError):
-        JobFiles(store).write_request(JobRef(ME.slurm_job_id, ME.uid + 1), b"{}")
-    assert not (store / str(ME.slurm_job_id) / "request.json").exists()
+        JobFiles(store).write_request(JobRef(MY_NAME, ME.slurm_job_id, ME.uid + 1), b"{}")
+    assert not (store / MY_NAME / str(ME.slurm_job_id) / "request.json").exists()
 
 
 def test_results_are_read_bounded(store: Path) -> None:
     files = JobFiles(store)
-    results = store / str(ME.slurm_job_id) / "results"
+    results = store / MY_NAME / str(ME.slurm_job_id) / "results"
     (results / "000001.json").write_text(json.dumps({"seq": 1, "ok": True}))
     assert files.read_result(ME, 1) == {"seq": 1, "ok": True}
     (results / "000002.json").write_bytes(b"[" * 65536)
@@ -106,7 +109,7 @@ def test_a_results_folder_swapped_for_a_symlink_is_refused(store: Path, tmp_path
     decoy = tmp_path / "decoy"
     decoy.mkdir()
     (decoy / "000001.json").write_text(json.dumps({"seq": 1, "ok": True}))
-    results = store / str(ME.slurm_job_id) / "results"
+    results = store / MY_NAME / str(ME.slurm_job_id) / "results"
     results.rmdir()
     results.symlink_to(decoy)
     with pytest.raises(untrusted.Untrusted, match="symlink"):
@@ -146,7 +149,7 @@ def test_a_checkpoints_folder_swapped_for_a_symlink_deletes_nothing(
     victim = tmp_path / "victim"
     (victim / "000001").mkdir(parents=True)
     (victim / "000001" / "pages-1.img").write_text("image")
-    checkpoints = store / str(ME.slurm_job_id) / "checkpoints"
+    checkpoints = store / MY_NAME / str(ME.slurm_job_id) / "checkpoints"
     checkpoints.rmdir()
     checkpoints.symlink_to(victim)
     with pytest.raises(untrusted.Untrusted):
@@ -158,7 +161,7 @@ def test_staging_is_cleaned_but_a_symlinked_staging_is_not_followed(
     store: Path, tmp_path: Path
 ) -> None:
     files = JobFiles(store)
-    job = JobDir(store, ME.slurm_job_id)
+    job = JobDir(store, MY_NAME, ME.slurm_job_id)
     (job.staging_dir / "000001.abc").mkdir()
     (job.staging_dir / "000001.abc" / "pages-1.img").write_text("half")
     assert files.clean_staging(ME) == ["000001.abc"]
@@ -191,8 +194,8 @@ def test_a_stuck_operation_times_out_and_quarantines_only_its_job(
     # While the stuck one runs, the job fails fast; other jobs are served.
     with pytest.raises(StoreTimeout, match="still stuck"):
         files.read_result(ME, 1)
-    ensure_job_dir(store, 9)
-    assert files.read_result(JobRef(9, ME.uid), 1) is None
+    make_job(store, 9)
+    assert files.read_result(JobRef(MY_NAME, 9, ME.uid), 1) is None
     release.set()
     for _ in range(100):
         try:

@@ -7,17 +7,19 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.errors import BadImageList, BadPath, ImageCorrupt, StoreError
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.manifest import MANIFEST_NAME, Manifest
 from slurm_ckpt.store.verify import published_images, verify_checkpoint, write_published_images
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
+
+from .store_helpers import ME, make_job
 
 DATA = {"pages-1.img": os.urandom(20000), "core-1.img": b"core data"}
 
 
 @pytest.fixture
 def image(tmp_path: Path) -> tuple[Path, Manifest]:
-    job = ensure_job_dir(tmp_path, 5)
+    job = make_job(tmp_path, 5)
     staging = begin_checkpoint(job, 3)
     for name, data in DATA.items():
         (staging / name).write_bytes(data)
@@ -135,7 +137,7 @@ def test_not_a_folder(tmp_path: Path) -> None:
 
 
 def test_published_images_round_trip(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 5)
+    job = make_job(tmp_path, 5)
     assert published_images(job) == []
     write_published_images(job, [2, 9, 4])
     assert published_images(job) == [9, 4, 2]
@@ -149,7 +151,7 @@ def test_published_images_round_trip(tmp_path: Path) -> None:
 
 
 def test_published_images_written_by_the_caller(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 5)
+    job = make_job(tmp_path, 5)
     write_published_images(job, [1])
     assert job.images_list.stat().st_uid == os.geteuid()
     assert published_images(job) == [1]
@@ -157,7 +159,7 @@ def test_published_images_written_by_the_caller(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("seqs", [[0], [1, 1], [1_000_000], [-2]])
 def test_write_published_images_refuses_bad_seqs(tmp_path: Path, seqs: list[int]) -> None:
-    job = ensure_job_dir(tmp_path, 5)
+    job = make_job(tmp_path, 5)
     with pytest.raises(BadPath):
         write_published_images(job, seqs)
     assert not job.images_list.exists()
@@ -187,7 +189,7 @@ BAD_LISTS = {
 
 @pytest.mark.parametrize("content", BAD_LISTS.values(), ids=BAD_LISTS.keys())
 def test_published_images_rejects_malformed(tmp_path: Path, content: bytes) -> None:
-    job = ensure_job_dir(tmp_path, 5)
+    job = make_job(tmp_path, 5)
     job.images_list.write_bytes(content)
     with pytest.raises(BadImageList) as info:
         published_images(job)
@@ -195,7 +197,7 @@ def test_published_images_rejects_malformed(tmp_path: Path, content: bytes) -> N
 
 
 def test_published_images_refuses_a_symlink(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 5)
+    job = make_job(tmp_path, 5)
     (tmp_path / "planted").write_text('{"job_id": 5, "images": [{"seq": 1}]}')
     job.images_list.symlink_to(tmp_path / "planted")
     with pytest.raises(StoreError):
@@ -203,4 +205,4 @@ def test_published_images_refuses_a_symlink(tmp_path: Path) -> None:
 
 
 def test_published_images_of_missing_job_folder(tmp_path: Path) -> None:
-    assert published_images(JobDir(tmp_path, 5)) == []
+    assert published_images(JobDir(tmp_path, ME, 5)) == []

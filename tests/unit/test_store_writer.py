@@ -9,7 +9,7 @@ from slurm_ckpt.errors import CheckpointExists, StoreError
 from slurm_ckpt.store import writer
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.checksum import ALGORITHM, hash_file
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.manifest import MANIFEST_NAME, Manifest, OpenFile
 from slurm_ckpt.store.writer import (
     abort_checkpoint,
@@ -17,6 +17,8 @@ from slurm_ckpt.store.writer import (
     clean_staging,
     commit_checkpoint,
 )
+
+from .store_helpers import ME, make_job
 
 
 def _fields(seq: int) -> dict[str, object]:
@@ -43,7 +45,7 @@ def _dump(job: JobDir, seq: int, files: dict[str, bytes]) -> Path:
 
 
 def test_begin_creates_private_staging_folder(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 1)
+    job = make_job(tmp_path, 1)
     staging = begin_checkpoint(job, 4)
     assert staging.parent == job.staging_dir
     assert staging.name.startswith("000004.")
@@ -53,7 +55,7 @@ def test_begin_creates_private_staging_folder(tmp_path: Path) -> None:
 
 
 def test_commit_moves_staging_into_checkpoints_with_manifest(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     staging = _dump(job, 1, {"pages-1.img": b"x" * 5000, "core-1.img": b"core", "out": b"hi"})
     progress: list[tuple[int, int]] = []
     out = OpenFile("/home/u/slurm-7.out", 2, True, "out")
@@ -85,7 +87,7 @@ def test_commit_moves_staging_into_checkpoints_with_manifest(tmp_path: Path) -> 
 def test_manifest_is_written_after_every_image_file_and_before_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     staging = _dump(job, 1, {"a.img": b"a", "b.img": b"b"})
     events: list[str] = []
     real_hash, real_write, real_rename = hash_file, write_atomic, os.rename
@@ -121,7 +123,7 @@ def test_manifest_is_written_after_every_image_file_and_before_rename(
 def test_crash_before_rename_leaves_nothing_in_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     staging = _dump(job, 1, {"a.img": b"a"})
 
     real_rename = os.rename
@@ -146,7 +148,7 @@ def test_crash_before_rename_leaves_nothing_in_checkpoints(
 def test_crash_while_writing_manifest_leaves_no_manifest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     staging = _dump(job, 1, {"a.img": b"a"})
 
     def crash(*args: object, **kwargs: object) -> None:
@@ -160,7 +162,7 @@ def test_crash_while_writing_manifest_leaves_no_manifest(
 
 
 def test_commit_refuses_an_existing_seq(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     first, _ = _commit(job, _dump(job, 1, {"a.img": b"first"}), 1)
     again = _dump(job, 1, {"a.img": b"second"})
     with pytest.raises(CheckpointExists):
@@ -174,7 +176,7 @@ def test_commit_refuses_an_existing_seq(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["folder", "symlink", "fifo", "manifest", "empty"])
 def test_commit_refuses_anything_but_regular_files(tmp_path: Path, kind: str) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     staging = _dump(job, 1, {} if kind == "empty" else {"a.img": b"a"})
     if kind == "folder":
         (staging / "sub").mkdir()
@@ -190,8 +192,8 @@ def test_commit_refuses_anything_but_regular_files(tmp_path: Path, kind: str) ->
 
 
 def test_commit_refuses_a_foreign_staging_folder(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 7)
-    other = ensure_job_dir(tmp_path, 8)
+    job = make_job(tmp_path, 7)
+    other = make_job(tmp_path, 8)
     with pytest.raises(StoreError, match="not a staging folder"):
         _commit(job, _dump(other, 1, {"a.img": b"a"}), 1)
     with pytest.raises(StoreError, match="not a staging folder"):
@@ -199,7 +201,7 @@ def test_commit_refuses_a_foreign_staging_folder(tmp_path: Path) -> None:
 
 
 def test_abort_removes_staging(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     staging = _dump(job, 1, {"a.img": b"a"})
     abort_checkpoint(staging)
     assert not staging.exists()
@@ -207,7 +209,7 @@ def test_abort_removes_staging(tmp_path: Path) -> None:
 
 
 def test_clean_staging_removes_every_leftover(tmp_path: Path) -> None:
-    job = ensure_job_dir(tmp_path, 7)
+    job = make_job(tmp_path, 7)
     kept, _ = _commit(job, _dump(job, 1, {"a.img": b"a"}), 1)
     left = [_dump(job, 2, {"a.img": b"a"}), _dump(job, 3, {})]
     (job.staging_dir / "stray").write_text("")
@@ -216,4 +218,4 @@ def test_clean_staging_removes_every_leftover(tmp_path: Path) -> None:
     assert os.listdir(job.staging_dir) == []
     assert job.committed_seqs() == [1] and kept.is_dir()
     assert clean_staging(job) == []
-    assert clean_staging(JobDir(tmp_path, 99)) == []
+    assert clean_staging(JobDir(tmp_path, ME, 99)) == []
