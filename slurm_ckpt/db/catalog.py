@@ -686,6 +686,29 @@ class Catalog:
             session.refresh(row)
             return ActionRecord.of(row)
 
+    def open_actions(
+        self,
+        cluster: str,
+        *,
+        requested_by: str | None = None,
+        slurm_job_id: int | None = None,
+        kind: ActionKind | None = None,
+    ) -> list[ActionRecord]:
+        """The cluster's PENDING and RUNNING actions (of one requester, job or kind),
+        oldest first."""
+        query = select(Action).where(
+            Action.cluster == cluster,
+            Action.state.in_([ActionState.PENDING, ActionState.RUNNING]),
+        )
+        if requested_by is not None:
+            query = query.where(Action.requested_by == requested_by)
+        if slurm_job_id is not None:
+            query = query.where(Action.slurm_job_id == slurm_job_id)
+        if kind is not None:
+            query = query.where(Action.kind == kind)
+        with self.db.session() as session:
+            return [ActionRecord.of(row) for row in session.scalars(query.order_by(Action.id))]
+
     def running_actions(self, cluster: str) -> list[ActionRecord]:
         """The cluster's RUNNING actions, oldest first (what a restarted service finds)."""
         with self.db.session() as session:

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING
 
 from slurm_ckpt.db.catalog import ActionRecord, CheckpointRecord, JobRecord
 from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, JobState
-from slurm_ckpt.errors import CatalogConflict, CatalogError, CkptError, SlurmError
+from slurm_ckpt.errors import CatalogConflict, CatalogError, SlurmError
 from slurm_ckpt.service.checkpoints import Outcome, Sent
+from slurm_ckpt.store import untrusted
 
 if TYPE_CHECKING:
     from slurm_ckpt.service.app import Service
@@ -391,8 +392,8 @@ class ActionRunner:
                 checkpointer.delete_obsolete(job)
             except CatalogError:
                 raise  # the whole pass runs again: both steps pick up where they stopped
-            except (CkptError, OSError) as exc:
-                failures.append(f"job {job.slurm_job_id}: {exc}")
+            except Exception as exc:  # one job's folder never stops the others' gc
+                failures.append(f"job {job.slurm_job_id}: {untrusted.text(exc, 300)}")
             for c in self.catalog.checkpoints(job.id, states=[CheckpointState.DELETED]):
                 if c.id in before:
                     images += 1

@@ -48,7 +48,7 @@ from slurm_ckpt.service.policy import (
 )
 from slurm_ckpt.service.sync import Syncer, SyncResult
 from slurm_ckpt.slurm.base import JobInfo, SlurmAdapter
-from slurm_ckpt.store.jobfs import JobFiles
+from slurm_ckpt.store.jobfs import shared_job_files
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Service:
         self.slurm = slurm
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.files = JobFiles(settings.paths.store_root, timeout=svc.store_timeout)
+        self.files = shared_job_files(settings.paths.store_root, svc.store_timeout)
         self.checkpointer = Checkpointer(
             catalog,
             slurm,
@@ -234,8 +234,10 @@ class Service:
         if job.state != JobState.RUNNING:
             try:
                 self.checkpointer.clean_staging(job)
-            except (CkptError, OSError) as exc:
-                log.debug("job %d: staging not cleaned: %s", job.slurm_job_id, exc)
+            except CatalogError:
+                raise
+            except Exception as exc:
+                log.warning("job %d: staging not cleaned: %s", job.slurm_job_id, exc)
 
     # -- tasks -------------------------------------------------------------------
 
@@ -336,14 +338,19 @@ class Service:
                 if self._scheduled.get(job_id) == record.interval_seconds:
                     continue
                 self._schedule(record, info, now)
-            for job_id in set(self._scheduled) - set(result.running):
+            stopped = set(self._scheduled) - set(result.running)
+            for job_id in stopped:
                 self._unschedule(job_id)
                 if self.syncer.chained.get(job_id) is None:
                     self.checkpointer.failures.forget(job_id)
-                try:
-                    self.checkpointer.clean_staging(self.catalog.get_job(job_id))
-                except (CkptError, OSError) as exc:
-                    log.debug("job %d: staging not cleaned: %s", job_id, exc)
+        # Outside the lock: a job's folder may be slow, and nobody else waits for it.
+        for job_id in stopped:
+            try:
+                self.checkpointer.clean_staging(self.catalog.get_job(job_id))
+            except CatalogError:
+                raise
+            except Exception as exc:
+                log.warning("job %d: staging not cleaned: %s", job_id, exc)
 
     def _schedule(self, record: JobRecord, info: JobInfo, now: datetime) -> None:
         interval = record.interval_seconds

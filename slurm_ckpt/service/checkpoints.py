@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 # result that arrives late makes it VALID (its image verified) or gets its
 # folder removed, so no committed image ever contradicts the catalog.
 LATE_WATCH = 4
+MAX_ADOPTED = 3  # unrequested (final) checkpoints looked at per job and interruption
 
 
 class Sent(StrEnum):
@@ -353,15 +354,17 @@ class Checkpointer:
             return self._adopt_unrequested(job, now)
         except CatalogError:
             raise
-        except (CkptError, OSError) as exc:
+        except Exception as exc:
             log.warning("job %d: final checkpoints not looked for: %s", job.slurm_job_id, exc)
             return []
 
     def _adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
         known = {c.seq for c in self.catalog.checkpoints(job.id)}
+        unknown = [s for s in self.files.committed_seqs(self.ref(job)) if s not in known]
         adopted = []
-        for seq in self.files.committed_seqs(self.ref(job)):
-            if seq in known or self.busy(job.id):
+        # A launcher takes one final checkpoint per stop; more is a planted pile.
+        for seq in unknown[-MAX_ADOPTED:]:
+            if self.busy(job.id):
                 continue
             reply = self._reply(job, seq)
             if reply is None or not reply.ok:
@@ -443,7 +446,7 @@ class Checkpointer:
         try:
             self.publish(job)
             self.apply_retention(job, now)
-        except (CkptError, OSError) as exc:
+        except Exception as exc:
             if isinstance(exc, CatalogError):
                 raise
             # Retried after the next success; the newest image is listed either way

@@ -101,10 +101,18 @@ def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
             "run `ckpt-admin db upgrade`"
         )
     root = settings.paths.store_root
+    fix = f"install -d -o root -m 0711 {root}"
     if not root.is_dir():
         raise CkptError(
             f"store root {root} does not exist: create it owned by root, not writable "
-            f"by users: install -d -o root -m 0711 {root}"
+            f"by users: {fix}"
+        )
+    st = root.stat()
+    if st.st_uid != 0 or st.st_mode & 0o022:
+        # Users who can write the root can make other users' folders in it.
+        raise CkptError(
+            f"store root {root} is mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid}: "
+            f"users must not write to it: chown root {root}; chmod 0711 {root}"
         )
     # A catalog made by an older release may still be world-readable.
     migrate.restrict_sqlite_file(url, settings.admin.group)

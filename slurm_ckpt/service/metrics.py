@@ -143,17 +143,42 @@ class Health:
 HealthCheck = Callable[[], Health]
 
 
+MAX_CLIENTS = 8  # scrapers and probes at a time; more are closed at once
+CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
+
+
 class _Server(ThreadingHTTPServer):
+    """Bounded: an idle or flooding client costs one slot for a few seconds, never
+    a thread and a descriptor for ever (anyone on the host can connect)."""
+
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
         self.metrics = metrics
         self.health = health
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "slurm-ckptd"
+    timeout = CLIENT_TIMEOUT  # on the socket: a client that sends nothing is dropped
 
     def do_GET(self) -> None:
         server = cast(_Server, self.server)

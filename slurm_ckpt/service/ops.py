@@ -33,7 +33,9 @@ from slurm_ckpt.errors import CatalogNotFound
 from slurm_ckpt.service import authz
 from slurm_ckpt.service.authz import Caller, Verb
 from slurm_ckpt.service.imagecheck import Progress, Verified, check_checkpoint
-from slurm_ckpt.store.jobfs import JobFiles
+from slurm_ckpt.store.jobfs import shared_job_files
+
+MAX_OPEN_ACTIONS_PER_USER = 10  # pending or running actions one user may have
 
 
 @dataclass(frozen=True)
@@ -233,8 +235,8 @@ class Operations:
         if not records:
             which = f"valid checkpoint {seq}" if seq is not None else "valid checkpoint"
             raise NotCheckpointed(f"job {job_id} has no {which} to verify")
-        files = JobFiles(
-            self.settings.paths.store_root, timeout=self.settings.service.store_timeout
+        files = shared_job_files(
+            self.settings.paths.store_root, self.settings.service.store_timeout
         )
         return VerifyReport(
             job.slurm_job_id,
@@ -249,6 +251,13 @@ class Operations:
     def checkpoint(self, *, cluster: str, job_id: int) -> ActionRecord:
         job = self._job(cluster, job_id, Verb.CHECKPOINT)
         _require_running(job, "checkpointed")
+        # One open checkpoint action per job, whoever asked: a second request
+        # follows the first instead of queueing another dump.
+        waiting = self.catalog.open_actions(
+            cluster, slurm_job_id=job.slurm_job_id, kind=ActionKind.CHECKPOINT
+        )
+        if waiting:
+            return waiting[0]
         return self._submit(ActionKind.CHECKPOINT, cluster, job=job)
 
     def requeue(self, *, cluster: str, job_id: int, checkpoint_first: bool) -> ActionRecord:
@@ -284,6 +293,14 @@ class Operations:
         node: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> ActionRecord:
+        if not self.caller.is_admin:
+            # A user cannot flood the service's queue, which admins' drains share.
+            mine = self.catalog.open_actions(cluster, requested_by=self.caller.name)
+            if len(mine) >= MAX_OPEN_ACTIONS_PER_USER:
+                raise NotAllowed(
+                    f"you have {len(mine)} actions under way: wait for them "
+                    f"(at most {MAX_OPEN_ACTIONS_PER_USER} at a time)"
+                )
         return self.catalog.submit_action(
             kind,
             cluster=cluster,

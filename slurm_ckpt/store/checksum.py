@@ -10,6 +10,7 @@ and that user could rewrite a cryptographic hash as easily as the image.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -33,13 +34,25 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
         return hash_fd(f.fileno(), progress)
 
 
-def hash_fd(fd: int, progress: Callable[[int], None] | None = None) -> str:
-    """hash_file on an open descriptor, read from its current offset to the end."""
+def hash_fd(
+    fd: int, progress: Callable[[int], None] | None = None, *, size: int | None = None
+) -> str:
+    """hash_file on an open descriptor, from its current offset to the end, or of
+    exactly `size` bytes (OSError with EFBIG when the file holds more: a file that
+    grows while it is hashed never keeps the reader busy for ever)."""
     hasher = xxhash.xxh3_128()
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
     done = 0
-    while n := os.readv(fd, [buf]):
+    while True:
+        want = CHUNK_SIZE if size is None else min(CHUNK_SIZE, size - done)
+        if want == 0:
+            if os.read(fd, 1):
+                raise OSError(errno.EFBIG, "the file grew past its recorded size")
+            break
+        n = os.readv(fd, [view[:want]])
+        if not n:
+            break
         hasher.update(view[:n])
         done += n
         if progress is not None:

@@ -19,11 +19,11 @@ Paths are built from JobDir (the layout) and never from anything read.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import os
 import re
 import secrets
-import shutil
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,8 +41,18 @@ T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a result or a restart report
 MAX_LISTED = 100_000  # entries looked at in one folder
+MAX_REMOVED = 1_000_000  # entries one removal may take out (an image has a few dozen)
+MAX_DEPTH = 64  # folder depth one removal follows (images are flat)
+_WALK_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 DATA_TIMEOUT = 3600.0  # seconds for re-hashing a whole image (ckpt-admin verify --read-data)
 _SEQ_RE = re.compile(r"[0-9]{6}")
+
+
+@functools.cache
+def shared_job_files(store_root: Path, timeout: float) -> JobFiles:
+    """The one JobFiles of a store in this process (the service's tasks and its API
+    alike), so the quarantine of a stuck job folder holds for every caller."""
+    return JobFiles(store_root, timeout=timeout)
 
 
 class _Missing:
@@ -311,17 +321,64 @@ def _entries(dir_fd: int) -> list[os.DirEntry[str]]:
 
 
 def _remove(dir_fd: int, name: str) -> None:
-    """Remove `name` in `dir_fd`, a folder tree or anything else, never following a link."""
+    """Remove `name` in `dir_fd`, a folder tree or anything else, never following a
+    link and never blocking: every folder is opened O_DIRECTORY | O_NOFOLLOW |
+    O_NONBLOCK (a FIFO swapped in for a folder is refused, not waited on). An
+    explicit stack, not recursion, with caps on depth and entries: a user's tree
+    of any shape costs a bounded amount and raises Untrusted past it."""
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        os.unlink(name, dir_fd=dir_fd)
+        return
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(st.st_mode):
-        # shutil.rmtree with dir_fd walks by descriptors and never follows a symlink.
-        shutil.rmtree(name, dir_fd=dir_fd)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=dir_fd)
+    except IsADirectoryError:
+        pass
+    # (folder fd, name of the folder in it, its own fd) from the top down.
+    stack: list[tuple[int, str, int]] = []
+    seen = 0
+    try:
+        stack.append((dir_fd, name, _open_subdir(dir_fd, name)))
+        while stack:
+            parent, folder_name, fd = stack[-1]
+            child = _next_entry(fd)
+            if child is None:  # empty now: remove it, go back up
+                stack.pop()
+                os.close(fd)
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(folder_name, dir_fd=parent)
+                continue
+            seen += 1
+            if seen > MAX_REMOVED:
+                raise untrusted.Untrusted(f"more than {MAX_REMOVED} entries to remove")
+            try:
+                os.unlink(child, dir_fd=fd)
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                if len(stack) >= MAX_DEPTH:
+                    raise untrusted.Untrusted(f"folders nested deeper than {MAX_DEPTH}") from None
+                stack.append((fd, child, _open_subdir(fd, child)))
+    finally:
+        for _, _, fd in stack:
+            os.close(fd)
+
+
+def _open_subdir(dir_fd: int, name: str) -> int:
+    try:
+        return os.open(name, _WALK_FLAGS, dir_fd=dir_fd)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise untrusted.Untrusted(f"{name[:80]} changed while being removed") from err
+        raise
+
+
+def _next_entry(dir_fd: int) -> str | None:
+    """One name in the folder, or None when it is empty (listing from the start each
+    time: the folder shrinks as we go)."""
+    with os.scandir(dir_fd) as it:
+        for entry in it:
+            return entry.name
+    return None
 
 
 def _lexists(dir_fd: int, name: str) -> bool:

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from typing import Any
 
 from slurm_ckpt.errors import StoreError
@@ -33,6 +34,7 @@ MAX_INT = 2**63 - 1  # the catalog's BIGINT
 
 # C0 and C1 control characters and DEL: escape sequences must never reach a terminal.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Cs", "Co", "Zl", "Zp"})
 _SHOWN_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
 # A JSON string (skipped whole) or one bracket.
 _BRACKET_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
@@ -157,7 +159,7 @@ def nesting(text: str, stop: int = MAX_DEPTH) -> int:
 def text(value: object, limit: int = MAX_TEXT) -> str:
     """A one-line, printable, bounded rendering of `value` for the catalog or a screen."""
     shown = value if isinstance(value, str) else repr(value)
-    shown = _CONTROL_RE.sub(" ", shown[: limit * 2]).strip()
+    shown = _invisible(_CONTROL_RE.sub(" ", shown[: limit * 2]), " ").strip()
     return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
@@ -165,7 +167,17 @@ def printable(value: str) -> str:
     """`value` with every control character but newline and tab shown as "?": what
     reaches a terminal never starts an escape sequence (the length is kept, so
     aligned tables stay aligned)."""
-    return _SHOWN_CONTROL_RE.sub(lambda m: "?" * len(m.group()), value)
+    return _invisible(_SHOWN_CONTROL_RE.sub(lambda m: "?" * len(m.group()), value), "?")
+
+
+def _invisible(value: str, replacement: str) -> str:
+    """Replace what a terminal shows as something else: format characters (bidi
+    overrides, zero widths), surrogates, private use, line and paragraph separators."""
+    if value.isascii():
+        return value
+    return "".join(
+        replacement if unicodedata.category(c) in _HIDDEN_CATEGORIES else c for c in value
+    )
 
 
 def has_control(value: str) -> bool:

@@ -138,7 +138,7 @@ def _check_data(
         if fd is None:
             raise ImageCorrupt(where, f"{entry.name}: missing")
         try:
-            checksum = hash_fd(fd, report)
+            checksum = hash_fd(fd, report, size=entry.size)
         except OSError as err:
             raise StoreError(f"cannot read {where}/{entry.name}: {err.strerror or err}") from err
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -205,3 +206,34 @@ def test_a_stuck_operation_times_out_and_quarantines_only_its_job(
             threading.Event().wait(0.05)
     else:
         pytest.fail("the job stayed quarantined after its operation returned")
+
+
+def test_removal_of_a_deep_tree_is_bounded_and_never_recurses(store: Path) -> None:
+    files = JobFiles(store)
+    staging = JobDir(store, MY_NAME, ME.slurm_job_id).staging_dir
+    deep = staging / "000001.x"
+    path = deep
+    for _ in range(jobfs.MAX_DEPTH + 5):
+        path = path / "d"
+    path.mkdir(parents=True)
+    with pytest.raises(untrusted.Untrusted, match="nested deeper"):
+        files.clean_staging(ME)
+    shallow = staging / "000002.y" / "a" / "b"
+    shallow.mkdir(parents=True)
+    (shallow / "f").write_text("x")
+    os.mkfifo(staging / "000002.y" / "fifo")  # removed, never opened
+    shutil.rmtree(deep)
+    assert files.clean_staging(ME) == ["000002.y"]
+    assert list(staging.iterdir()) == []
+
+
+def test_hashing_stops_at_the_recorded_size(store: Path) -> None:
+    path = _commit(store, 1)
+    with open(path / "pages-1.img", "ab") as grown:
+        grown.write(b"more")  # grows after the manifest was written
+    os.truncate(path / "pages-1.img", 1000)  # back to its size: verifies
+    JobFiles(store).verify(ME, 1, read_data=True)
+    with open(path / "pages-1.img", "ab") as grown:
+        grown.write(b"more")
+    with pytest.raises(ImageCorrupt):
+        JobFiles(store).verify(ME, 1, read_data=True)

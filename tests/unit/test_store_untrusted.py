@@ -91,3 +91,11 @@ def test_text_removes_control_characters_and_bounds_length() -> None:
 )
 def test_integer_bounds(value: object, expected: int | None) -> None:
     assert untrusted.integer(value) == expected
+
+
+def test_text_and_printable_hide_bidi_overrides_zero_widths_and_surrogates() -> None:
+    hostile = "ok\u202egnp.exe\u200b\ud800\u2028x"
+    for shown in (untrusted.text(hostile), untrusted.printable(hostile)):
+        assert not any(c in shown for c in "\u202e\u200b\ud800\u2028")
+        shown.encode("utf-8")  # storable: no lone surrogate left
+    assert untrusted.printable("naïve …") == "naïve …"
