@@ -477,9 +477,12 @@ class Checkpointer:
         name an OBSOLETE image), then delete."""
         with self.job_lock(job.id):
             obsolete = self.catalog.checkpoints(job.id, states=[CheckpointState.OBSOLETE])
-            if obsolete:
+            if not obsolete:
+                return
+            if self.files.exists(self.ref(job)):
                 self._publish(job)
-                self._delete(job, obsolete)
+            # A folder that is gone took its images with it: they are deleted too.
+            self._delete(job, obsolete)
 
     def _delete(self, job: JobRecord, checkpoints: list[CheckpointRecord]) -> None:
         for checkpoint in checkpoints:

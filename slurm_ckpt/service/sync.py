@@ -193,7 +193,8 @@ class Syncer:
         own; the reason the job cannot be checkpointed when that fails."""
         try:
             self.files.prepare_user(record.user_name, record.uid)
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
+            log.error("job %d: %s", record.slurm_job_id, exc)
             return f"no folder for the user in the image store: {exc}"
         return None
 

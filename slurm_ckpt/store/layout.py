@@ -227,8 +227,10 @@ def ensure_user_dir(root: Path, user: str, uid: int, gid: int) -> Path:
         else:
             fd = os.open(user, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd)
             try:
-                os.fchown(fd, uid, gid)
+                # Mode first: once it is the user's, root (without CAP_FOWNER, as on
+                # a root-squashed store) may no longer change it.
                 os.fchmod(fd, 0o700)
+                os.fchown(fd, uid, gid)
             finally:
                 os.close(fd)
         os.close(_existing_private_dir(root_fd, user, path, uid, writable=0o022))
@@ -241,8 +243,10 @@ def _existing_private_dir(parent_fd: int, name: str, shown: Path, uid: int, writ
     """An fd on the existing folder `name`, once it is a real folder owned by `uid`
     and not writable by group or others (MissingUserDir when it is not there)."""
     try:
+        # O_PATH: checking the owner needs no right to read the folder (the service
+        # checks a user's 0700 folder), and the fd still serves as a dir_fd.
         fd = os.open(
-            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+            name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
         )
     except FileNotFoundError as err:
         raise MissingUserDir(

@@ -171,3 +171,23 @@ def test_without_roots_dac_capabilities_only_the_owners_identity_works(
         # Root without those capabilities is a stranger in a user's 0700 folder:
         # proof that the first case works by the owner's identity alone.
         assert done.returncode != 0 and "Permission denied" in done.stderr
+
+
+def test_the_service_makes_a_users_folder_without_roots_dac_capabilities(store: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from slurm_ckpt.store.layout import ensure_user_dir;"
+        "root, uid, gid = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]);"
+        "ensure_user_dir(root, 'ckpt-new', uid, gid); ensure_user_dir(root, 'ckpt-new', uid, gid)"
+    )
+    entry = pwd.getpwnam(TEST_USERS[0])
+    done = subprocess.run(
+        ["capsh", f"--drop={DROPPED}", "--", "-c", 'exec "$@"', "py", sys.executable, "-c"]
+        + [script, str(store), str(entry.pw_uid), str(entry.pw_gid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    st = (store / "ckpt-new").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (entry.pw_uid, 0o700)
