@@ -37,12 +37,12 @@ from slurm_ckpt.errors import (
     CkptError,
     CredentialRefused,
     MungeUnavailable,
-    ServiceError,
 )
 from slurm_ckpt.munge import Credential
 from slurm_ckpt.munge import decode as unmunge
 from slurm_ckpt.service import authz, wire
 from slurm_ckpt.service.authz import Caller
+from slurm_ckpt.service.httpd import BackgroundServer
 from slurm_ckpt.service.ops import Operations
 from slurm_ckpt.store.layout import MAX_JOB_ID
 
@@ -404,55 +404,14 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("api http %s: " + format, self.address_string(), *args)
 
 
-class ApiServer:
+class ApiServer(BackgroundServer):
     """The API in a daemon thread, on `host`:`port` (0: a port the kernel picks)."""
 
     def __init__(self, api: Api, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be between 0 and 65535, got {port}")
-        self._api = api
-        self._host = host
-        self._port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Bind and serve; raises ServiceError when the address cannot be used."""
-        if self._server is not None:
-            raise ServiceError("API server is already running")
-        try:
-            server = _Server((self._host, self._port), self._api)
-        except OSError as err:
-            reason = err.strerror or str(err)
-            raise ServiceError(
-                f"API server cannot listen on {self._host}:{self._port}: {reason}"
-            ) from err
-        thread = threading.Thread(target=server.serve_forever, name="slurm-ckptd-api", daemon=True)
-        thread.start()
-        self._server, self._thread = server, thread
-        log.info("ckpt-admin API on http://%s:%d%s", self._host, self.port, PATH)
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; stopping a stopped server does nothing."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    @property
-    def port(self) -> int:
-        """The port listened on (the one the kernel chose for port 0), else the configured one."""
-        if self._server is None:
-            return self._port
-        return int(self._server.server_address[1])
-
-    def __enter__(self) -> ApiServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(
+            "ckpt-admin API",
+            lambda address: _Server(address, api),
+            host=host,
+            port=port,
+            path=PATH,
+        )

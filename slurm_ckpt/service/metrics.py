@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from slurm_ckpt.errors import ServiceError
+from slurm_ckpt.service.httpd import BackgroundServer
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def _health_reply(check: HealthCheck) -> tuple[int, bytes]:
     return (200 if health.healthy else 503), json.dumps(body).encode("utf-8") + b"\n"
 
 
-class MetricsServer:
+class MetricsServer(BackgroundServer):
     """HTTP server for /metrics and /healthz in a daemon thread."""
 
     def __init__(
@@ -229,54 +229,10 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be between 0 and 65535, got {port}")
-        self._metrics = metrics
-        self._health = health
-        self._host = host
-        self._port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Bind and serve; raises ServiceError when the address cannot be used."""
-        if self._server is not None:
-            raise ServiceError("metrics server is already running")
-        try:
-            server = _Server((self._host, self._port), self._metrics, self._health)
-        except OSError as err:
-            reason = err.strerror or str(err)
-            raise ServiceError(
-                f"metrics server cannot listen on {self._host}:{self._port}: {reason}"
-            ) from err
-        thread = threading.Thread(
-            target=server.serve_forever, name="slurm-ckptd-metrics", daemon=True
+        super().__init__(
+            "metrics",
+            lambda address: _Server(address, metrics, health),
+            host=host,
+            port=port,
+            path="/metrics",
         )
-        thread.start()
-        self._server, self._thread = server, thread
-        log.info("metrics on http://%s:%d/metrics", self._host, self.port)
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; stopping a stopped server does nothing."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    @property
-    def port(self) -> int:
-        """The port listened on (the one the kernel chose for port 0), else the configured one."""
-        if self._server is None:
-            return self._port
-        return int(self._server.server_address[1])
-
-    def __enter__(self) -> MetricsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -202,6 +202,14 @@ class Syncer:
         state = job_state(info.state)
         if record is None:
             raise CkptError(f"job {info.job_id} is not tracked")
+        if record.uid != info.uid:
+            # Slurm reused the id (ids wrapped, controller state reset): this is
+            # another user's job. Acting on it under the old owner's record would
+            # let that user see and steer it and use their folder: leave it alone.
+            raise CkptError(
+                f"job id {info.job_id} is now uid {info.uid}'s, the catalog has uid "
+                f"{record.uid}'s: not checkpointed"
+            )
         while record.restart_count < info.restarts:
             # A requeue we did not order (node failure, preemption, an admin).
             record = self.catalog.record_requeue(

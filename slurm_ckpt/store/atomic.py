@@ -13,54 +13,56 @@ from pathlib import Path
 
 from slurm_ckpt.errors import StoreError
 
-# The parent folder is opened without following a symlink: job folders belong to
-# their users, and the service writes into them as root.
+# The parent folder is opened without following a symlink.
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_atomic(
-    path: Path, data: bytes, mode: int = 0o600, *, owner: tuple[int, int] | None = None
-) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace `path` with `data` atomically and durably.
 
-    `owner` (uid, gid) chowns the file before it appears, for root writing into
-    a user's folder. Refuses a parent folder that is a symlink.
+    Refuses a parent folder that is a symlink.
     Raises StoreError when any step fails; no temp file is left behind.
     """
     try:
         dir_fd = os.open(path.parent, _DIR_FLAGS)
     except OSError as err:
         raise StoreError(f"cannot open folder {path.parent}: {_reason(err)}") from err
-    tmp = f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        try:
-            fd = os.open(
-                tmp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                mode,
-                dir_fd=dir_fd,
-            )
-        except OSError as err:
-            raise StoreError(f"cannot create a temp file in {path.parent}: {_reason(err)}") from err
-        try:
-            try:
-                os.fchmod(fd, mode)  # the umask may have taken bits away
-                if owner is not None:
-                    os.fchown(fd, owner[0], owner[1])
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            os.fsync(dir_fd)
-        except OSError as err:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=dir_fd)
-            raise StoreError(f"cannot write {path}: {_reason(err)}") from err
+        write_atomic_at(dir_fd, path.name, data, mode, shown=str(path))
     finally:
         os.close(dir_fd)
+
+
+def write_atomic_at(
+    dir_fd: int, name: str, data: bytes, mode: int = 0o600, *, shown: str | None = None
+) -> None:
+    """write_atomic for `name` in an open folder (the service's job-folder writes)."""
+    shown = shown or name
+    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
+    try:
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=dir_fd,
+        )
+    except OSError as err:
+        raise StoreError(f"cannot create a temp file for {shown}: {_reason(err)}") from err
+    try:
+        try:
+            os.fchmod(fd, mode)  # the umask may have taken bits away
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.fsync(dir_fd)
+    except OSError as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise StoreError(f"cannot write {shown}: {_reason(err)}") from err
 
 
 def fsync_dir(path: Path) -> None:

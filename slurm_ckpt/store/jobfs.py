@@ -23,7 +23,6 @@ import errno
 import functools
 import os
 import re
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import Any, TypeVar
 
 from slurm_ckpt.errors import ImageCorrupt, StoreError
 from slurm_ckpt.store import untrusted
+from slurm_ckpt.store.atomic import write_atomic_at
 from slurm_ckpt.store.identity import StoreTimeout, owner_of, run_as
 from slurm_ckpt.store.layout import JobDir, check_seq, ensure_user_dir
 from slurm_ckpt.store.manifest import Manifest
@@ -109,11 +109,11 @@ class JobFiles:
     def write_request(self, job: JobRef, data: bytes) -> None:
         """Replace request.json (the launcher reads it on SIGUSR1).
         StoreError when the folder is missing or not the owner's."""
-        self._run(job, "write request.json", lambda f: _write_atomic(f.fd, "request.json", data))
+        self._run(job, "write request.json", lambda f: write_atomic_at(f.fd, "request.json", data))
 
     def publish(self, job: JobRef, data: bytes) -> None:
         """Replace images.json, the list of valid images the launcher restores from."""
-        self._run(job, "write images.json", lambda f: _write_atomic(f.fd, "images.json", data))
+        self._run(job, "write images.json", lambda f: write_atomic_at(f.fd, "images.json", data))
 
     def read_result(self, job: JobRef, seq: int) -> Any:
         """The parsed results/<seq>.json; None while there is none.
@@ -387,29 +387,3 @@ def _lexists(dir_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the folder: readers see old or new, whole."""
-    tmp = f".{name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(
-        tmp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-        0o600,
-        dir_fd=dir_fd,
-    )
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        os.fsync(dir_fd)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dir_fd)
-        raise StoreError(f"cannot write {name}: {err.strerror or err}") from err

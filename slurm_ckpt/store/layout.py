@@ -245,38 +245,31 @@ def _existing_private_dir(parent_fd: int, name: str, shown: Path, uid: int, writ
     try:
         # O_PATH: checking the owner needs no right to read the folder (the service
         # checks a user's 0700 folder), and the fd still serves as a dir_fd.
-        fd = os.open(
-            name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
-        )
+        fd = _open_folder(parent_fd, name, shown, os.O_PATH)
     except FileNotFoundError as err:
         raise MissingUserDir(
             f"{shown} does not exist: slurm-ckptd creates it when it tracks the user's "
             "first job (or the site's account provisioning does)",
             path=str(shown),
         ) from err
+    return _checked(fd, shown, uid, writable, "writable by group or others")
+
+
+def _open_folder(parent_fd: int, name: str, shown: Path, access: int) -> int:
+    """Open folder `name` without following a link; FileNotFoundError when missing,
+    UnsafeJobDir for a symlink or non-folder, StoreError otherwise."""
+    try:
+        return os.open(
+            name, access | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+        )
+    except FileNotFoundError:
+        raise
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.ENOTDIR):
             raise UnsafeJobDir(
                 f"{shown} is a symlink or not a folder: refusing it", path=str(shown)
             ) from err
         raise StoreError(f"cannot open {shown}: {err.strerror or err}") from err
-    try:
-        st = os.fstat(fd)
-        if st.st_uid != uid:
-            raise UnsafeJobDir(
-                f"{shown} is owned by uid {st.st_uid}, not by uid {uid}: refusing it",
-                path=str(shown),
-            )
-        if stat.S_IMODE(st.st_mode) & writable:
-            raise UnsafeJobDir(
-                f"{shown} has mode {stat.S_IMODE(st.st_mode):04o}, writable by group or "
-                "others: refusing it (chmod 700)",
-                path=str(shown),
-            )
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def inside(base: Path, name: str) -> Path:
@@ -307,28 +300,31 @@ def _private_dir(parent_fd: int, name: str, shown: Path) -> int:
     except OSError as err:
         raise StoreError(f"cannot create {shown}: {err.strerror or err}") from err
     try:
-        fd = os.open(
-            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
-        )
-    except OSError as err:
-        if err.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise UnsafeJobDir(
-                f"{shown} is a symlink or not a folder: refusing it", path=str(shown)
-            ) from err
+        fd = _open_folder(parent_fd, name, shown, os.O_RDONLY)
+    except FileNotFoundError as err:  # removed between mkdir and open
         raise StoreError(f"cannot open {shown}: {err.strerror or err}") from err
-    try:
-        if created:
+    if created:
+        try:
             os.fchmod(fd, 0o700)  # the umask may have taken bits away
+        except BaseException:
+            os.close(fd)
+            raise
+    return _checked(fd, shown, os.geteuid(), 0o077, "open to group or others")
+
+
+def _checked(fd: int, shown: Path, uid: int, forbidden: int, why: str) -> int:
+    """`fd` once its folder is owned by `uid` and has none of the `forbidden` mode
+    bits; closed and UnsafeJobDir otherwise."""
+    try:
         st = os.fstat(fd)
-        if st.st_uid != os.geteuid():
+        if st.st_uid != uid:
             raise UnsafeJobDir(
-                f"{shown} is owned by uid {st.st_uid}, not by uid {os.geteuid()}: refusing it",
+                f"{shown} is owned by uid {st.st_uid}, not by uid {uid}: refusing it",
                 path=str(shown),
             )
-        if stat.S_IMODE(st.st_mode) & 0o077:
+        if stat.S_IMODE(st.st_mode) & forbidden:
             raise UnsafeJobDir(
-                f"{shown} has mode {stat.S_IMODE(st.st_mode):04o}, open to group or others: "
-                "refusing it (chmod 700)",
+                f"{shown} has mode {stat.S_IMODE(st.st_mode):04o}, {why}: refusing it (chmod 700)",
                 path=str(shown),
             )
     except BaseException:

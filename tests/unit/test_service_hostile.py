@@ -135,3 +135,19 @@ def test_a_restart_report_that_is_a_symlink_to_dev_zero_is_not_read(world: FakeW
     events = world.catalog.events(record.id)
     restore = [e for e in events if e.kind == EventKind.RESTORE_FAILED]
     assert restore and "restart 1: failed" in restore[0].detail
+
+
+def test_a_job_id_reused_by_another_user_is_left_alone(world: FakeWorld) -> None:
+    world.job(309)
+    world.service.sync()
+    old = world.tracked(309)
+    world.slurm.set(309, state="COMPLETED")
+    world.service.sync()
+    world.slurm.set(309, state="RUNNING", uid=old.uid + 1, user="mallory")
+
+    world.service.sync()
+
+    record = world.tracked(309)
+    # Not running as far as the catalog knows, so nobody may act on it; not scheduled.
+    assert record.uid == old.uid and record.state == "COMPLETED"
+    assert world.service.scheduler.get_job(f"ckpt-{record.id}") is None
