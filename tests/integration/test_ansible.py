@@ -281,7 +281,9 @@ def deployment(cluster: SlurmTestClient) -> Iterator[Deployment]:
             saved_prefix.rename(PREFIX)
         shutil.rmtree(work, ignore_errors=True)
         # The cluster as its own script wants it (which may differ from `before` when
-        # scripts/cluster.sh changed meanwhile).
+        # scripts/cluster.sh changed meanwhile), its slurm-ckptd started again so that
+        # it reads the restored settings, not the deployment's.
+        _cluster("stop-service")
         up = _cluster("up")
         print(f"restored after the deployment: {put_back}")
         assert up.returncode == 0, f"cluster.sh up after the restore failed: {up.stderr}"

@@ -315,6 +315,15 @@ def test_the_whole_life_of_a_checkpoint(catalog: Catalog) -> None:
     assert catalog.mark_deleted(cp_id).state == S.DELETED
 
 
+def test_a_failed_checkpoint_whose_late_image_verified_becomes_valid(catalog: Catalog) -> None:
+    job = catalog.track_job(new_job(), NOW)
+    cp = catalog.request_checkpoint(job.id, NOW)
+    catalog.mark_failed(cp.id, "no result within 900s", NOW)
+    late = catalog.mark_valid(cp.id, dump(cp.seq), NOW)
+    assert late.state == S.VALID and late.error is None
+    assert [c.seq for c in catalog.valid_checkpoints(job.id)] == [cp.seq]
+
+
 @pytest.mark.parametrize(
     ("reach", "target"),
     [
@@ -323,7 +332,6 @@ def test_the_whole_life_of_a_checkpoint(catalog: Catalog) -> None:
         ((S.VALID,), S.FAILED),
         ((S.VALID,), S.VALID),
         ((S.VALID,), S.DELETED),
-        ((S.FAILED,), S.VALID),
         ((S.VALID, S.OBSOLETE), S.VALID),
         ((S.VALID, S.OBSOLETE, S.DELETED), S.OBSOLETE),
     ],

@@ -53,7 +53,7 @@ def test_postgresql_row_lock_makes_a_second_instance_wait(
 
     def second_instance() -> None:
         try:
-            outcome.append(other.mark_valid(cp.id, DUMP, NOW))
+            outcome.append(other.mark_failed(cp.id, "deadline", NOW))
         except CatalogError as err:
             outcome.append(err)
 
@@ -67,15 +67,22 @@ def test_postgresql_row_lock_makes_a_second_instance_wait(
             session.execute(
                 update(Checkpoint)
                 .where(Checkpoint.id == cp.id)
-                .values(state="FAILED", completed_at=NOW, error="deadline")
+                .values(
+                    state="VALID",
+                    completed_at=NOW,
+                    store_path="/store/x/1",
+                    manifest_checksum="xxh3_128:" + "b" * 32,
+                    total_bytes=10,
+                    file_count=1,
+                )
             )
         waiter.join(timeout=30)
     finally:
         other.db.dispose()
     assert len(outcome) == 1
     assert isinstance(outcome[0], IllegalTransition)
-    assert outcome[0].current == "FAILED"
-    assert catalog.get_checkpoint(cp.id).state == CheckpointState.FAILED
+    assert outcome[0].current == "VALID"
+    assert catalog.get_checkpoint(cp.id).state == CheckpointState.VALID
 
 
 def test_postgresql_lost_connection_is_unavailable_then_recovers(pg: Database) -> None:
