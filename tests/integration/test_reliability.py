@@ -36,6 +36,7 @@ from .service_helpers import (
 )
 from .slurm_helpers import SlurmTestClient
 
+SERVICE_DROPPED_CAPS = "cap_dac_override,cap_dac_read_search,cap_fowner"
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
 
 
@@ -237,11 +238,19 @@ def test_catalog_outage_is_waited_out_without_losing_a_job(
     proc.run(["runuser", "-u", "postgres", "--", "createdb", name], timeout=30)
     url = f"postgresql+psycopg://postgres@/{name}?host=/var/run/postgresql"
     migrate.upgrade(url)
-    env = {**os.environ, "SLURM_CKPT_CATALOG_URL": url, "SLURM_CKPT_SERVICE_METRICS_PORT": "9811"}
+    # Ports of its own (the cluster's service, stopped meanwhile, uses 9810 and 9811),
+    # and root's DAC capabilities dropped, as the cluster's service runs.
+    env = {
+        **os.environ,
+        "SLURM_CKPT_CATALOG_URL": url,
+        "SLURM_CKPT_SERVICE_METRICS_PORT": "9812",
+        "SLURM_CKPT_API_PORT": "9813",
+    }
     service_ctl("stop-service")
     log = open(user_dir / "service.log", "wb")  # noqa: SIM115 - open for the service's life
     service = subprocess.Popen(
-        [str(PREFIX / "venv/bin/slurm-ckptd")],
+        ["capsh", f"--drop={SERVICE_DROPPED_CAPS}", "--", "-c", 'exec "$@"', "slurm-ckptd"]
+        + [str(PREFIX / "venv/bin/slurm-ckptd")],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
