@@ -167,6 +167,17 @@ stop_service() {
     log "cluster: slurm-ckptd stopped"
 }
 
+# A restore needs the image's exact pids free. Both nodes share this machine's
+# pid space, and the suite starts many processes: with the kernel's default of
+# 32768 pids wrap within minutes and land on an image's. systemd raises it to
+# 4194304 on 64-bit hosts (50-pid-max.conf); containers without it keep 32768.
+raise_pid_max() {
+    local want=4194304
+    if [ "$(cat /proc/sys/kernel/pid_max)" -lt $want ]; then
+        sysctl -qw kernel.pid_max=$want || log "cluster: cannot raise kernel.pid_max to $want"
+    fi
+}
+
 start_munge() {
     if pid_alive "$MUNGE_PID"; then return; fi
     [ -f /etc/munge/munge.key ] || runuser -u munge -- mungekey --create
@@ -239,6 +250,7 @@ cmd_up() {
     fi
     install_plugins
     install_settings
+    raise_pid_max
     start_munge
     start_ctld
     for n in "${NODES[@]}"; do start_node "$n"; done

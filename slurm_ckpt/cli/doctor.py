@@ -35,6 +35,11 @@ CAP_CHECKPOINT_RESTORE = 40
 _VFS_CAP_FLAGS_EFFECTIVE = 0x000001
 _VFS_CAP_REVISION_MASK = 0xFF000000
 _SUBMIT_MARKER = "-- slurm-ckpt job_submit.lua"
+# A restore needs every pid of its image free. The kernel's default of 32768
+# wraps within minutes on a busy node, so image pids get taken; systemd sets
+# this (the 64-bit maximum) on its hosts.
+PID_MAX = 4194304
+PID_MAX_FILE = Path("/proc/sys/kernel/pid_max")
 _TIMEOUT = 30.0
 
 
@@ -181,6 +186,24 @@ def check_criu_capability(s: Settings) -> CheckResult:
     )
 
 
+def check_pid_max(s: Settings, path: Path = PID_MAX_FILE) -> CheckResult:
+    name = "pid-max"
+    fix = f"sysctl -w kernel.pid_max={PID_MAX} (and set it in /etc/sysctl.d/ on every node)"
+    try:
+        value = int(path.read_text().strip())
+    except (OSError, ValueError) as err:
+        return CheckResult(name, False, f"cannot read {path}: {err}", fix)
+    if value < PID_MAX:
+        return CheckResult(
+            name,
+            False,
+            f"kernel.pid_max is {value}: pids wrap soon, and a restore fails when a pid "
+            "of its image is taken",
+            fix,
+        )
+    return CheckResult(name, True, f"kernel.pid_max is {value}")
+
+
 def check_store_root(s: Settings) -> CheckResult:
     name, root = "store-root", s.paths.store_root
     fix = f"install -d -o root -m 0711 {root} (on a filesystem every node sees)"
@@ -324,6 +347,7 @@ CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_criu_group,
     check_criu_unprivileged,
     check_criu_capability,
+    check_pid_max,
     check_store_root,
     check_catalog,
     check_slurm,

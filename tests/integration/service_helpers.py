@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from slurm_ckpt import proc
-from slurm_ckpt.db.catalog import Catalog, JobRecord
+from slurm_ckpt.db.catalog import Catalog, EventRecord, JobRecord
+from slurm_ckpt.db.states import EventKind
 
 from .launcher_helpers import wait_until
 from .slurm_helpers import REPO
@@ -36,6 +37,28 @@ def expected(lines: int = LINES) -> str:
 
 def tracked(catalog: Catalog, job_id: int) -> JobRecord:
     return wait_until(lambda: catalog.find_job("ckptdev", job_id), 30, f"job {job_id} tracked")
+
+
+# What a launcher reports of a restart: one of these events ends every restore.
+RESTART_OUTCOMES = {
+    EventKind.RESTORED,
+    EventKind.FELL_BACK,
+    EventKind.FRESH_START,
+    EventKind.RESTORE_FAILED,
+}
+
+
+def restored(catalog: Catalog, job: int, timeout: float = 30) -> EventRecord:
+    """The restore event of catalog job `job`; fails naming every event when its
+    restart ended any other way (an older image, a fresh start) or not at all."""
+    outcome: EventRecord = wait_until(
+        lambda: next((e for e in catalog.events(job) if e.kind in RESTART_OUTCOMES), None),
+        timeout,
+        "the outcome of the restart",
+    )
+    history = [(e.kind.value, e.detail) for e in reversed(catalog.events(job))]
+    assert outcome.kind == EventKind.RESTORED, history
+    return outcome
 
 
 def valid_count(catalog: Catalog, record: JobRecord) -> int:

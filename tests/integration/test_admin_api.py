@@ -46,7 +46,7 @@ from slurm_ckpt.store.manifest import MANIFEST_NAME
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
 
 from .launcher_helpers import make_store, remove_store
-from .slurm_helpers import REPO
+from .slurm_helpers import REPO, SlurmTestClient
 
 ADMIN = REPO / ".venv" / "bin" / "ckpt-admin"
 CLUSTER = "test"
@@ -122,7 +122,8 @@ def catalog_id(catalog: Catalog, job_id: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def world(root: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(cluster: SlurmTestClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    # The cluster fixture is what starts munged; the service under test is this one's own.
     alice, bob = users()
     if proc.run(
         ["runuser", "-u", ALICE, "--", "test", "-x", str(ADMIN)], timeout=30, check=False

@@ -19,9 +19,9 @@ from slurm_ckpt import proc
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.db.catalog import Catalog, JobRecord
 from slurm_ckpt.db.session import open_database
-from slurm_ckpt.db.states import EventKind
 
 from .launcher_helpers import count_lines, wait_until
+from .service_helpers import restored
 from .slurm_helpers import SlurmTestClient
 
 CONFIG = Path("/etc/slurm-ckpt/config.toml")
@@ -166,13 +166,9 @@ def test_requeue_checkpoint_first_resumes_from_the_new_image(
         cluster.cancel(job)
     assert final["JobState"] == "COMPLETED" and final["Restarts"] == "1", final
     assert (user_dir / "counter.txt").read_text() == expected(lines)
-    restored = wait_until(
-        lambda: [e for e in catalog.events(tracked.id) if e.kind == EventKind.RESTORED],
-        30,
-        "the restore event",
-    )
+    restore = restored(catalog, tracked.id)
     # Resumed from the image the requeue took, not from an older periodic one.
-    assert restored[0].checkpoint_seq is not None and restored[0].checkpoint_seq >= newest.seq
+    assert restore.checkpoint_seq is not None and restore.checkpoint_seq >= newest.seq
 
 
 def _usable(cluster: SlurmTestClient, node: str) -> bool:

@@ -22,6 +22,7 @@ from .service_helpers import (
     NODES,
     counter_script,
     expected,
+    restored,
     service_ctl,
     tracked,
     valid_count,
@@ -86,11 +87,7 @@ def test_node_failure_is_survived_with_identical_output(
     assert final["Restarts"] == "1" and final["NodeList"] == other
     assert (user_dir / "job.out").read_text() == expected()
     assert (user_dir / "counter.txt").read_text() == expected()
-    wait_until(
-        lambda: any(e.kind == EventKind.RESTORED for e in service_catalog.events(record.id)),
-        30,
-        "the restore event",
-    )
+    restored(service_catalog, record.id)
     kinds = [e.kind for e in service_catalog.events(record.id)]
     assert EventKind.REQUEUED in kinds, kinds
 

@@ -19,6 +19,7 @@ from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, EventKind
 
 from .launcher_helpers import count_lines, wait_until
+from .service_helpers import restored
 from .slurm_helpers import SlurmTestClient
 
 CONFIG = Path("/etc/slurm-ckpt/config.toml")
@@ -89,14 +90,6 @@ def finishes_intact(
     return final
 
 
-def restored(catalog: Catalog, record: JobRecord) -> None:
-    wait_until(
-        lambda: any(e.kind == EventKind.RESTORED for e in catalog.events(record.id)),
-        30,
-        "the restore event",
-    )
-
-
 def test_checkpoint_action_takes_a_new_valid_checkpoint(
     cluster: SlurmTestClient, catalog: Catalog, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -133,7 +126,7 @@ def test_requeue_with_checkpoint_first_resumes_with_identical_output(
     finally:
         cluster.cancel(job)
 
-    restored(catalog, record)
+    restored(catalog, record.id)
     requeued = [e for e in catalog.events(record.id) if e.kind == EventKind.REQUEUED]
     assert [e.detail for e in requeued] == ["requeued by root (ckpt-admin)"]
 
@@ -157,5 +150,5 @@ def test_drain_moves_the_job_to_the_other_node(
         cluster.cancel(job)
         proc.run(["scontrol", "update", f"nodename={node}", "state=resume"], timeout=30)
 
-    restored(catalog, record)
+    restored(catalog, record.id)
     assert cluster.node_state(node) not in ("drain", "drng")

@@ -53,6 +53,17 @@ def test_criu_version_is_read_from_its_output() -> None:
     assert doctor.criu_version("criu: command not found") is None
 
 
+@pytest.mark.parametrize(
+    ("text", "ok"), [("32768\n", False), ("4194304\n", True), ("garbage", False)]
+)
+def test_pid_max_check_wants_the_64_bit_maximum(tmp_path: Path, text: str, ok: bool) -> None:
+    path = tmp_path / "pid_max"
+    path.write_text(text)
+    result = doctor.check_pid_max(load_settings(env={}, path=_empty(tmp_path)), path)
+    assert result.ok is ok, result
+    assert ok or "sysctl -w kernel.pid_max=4194304" in result.fix
+
+
 def test_store_root_check_fails_with_its_fix(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     settings = load_settings(
