@@ -49,6 +49,9 @@ class CriuSettings:
     # The only group that may execute `binary` (root:<group> 0750): whoever runs it can
     # choose PIDs, and so squat those recorded in another user's image.
     group: str
+    # Dump the file locks (POSIX, flock, OFD) the tree holds and take them again at
+    # restore; off, CRIU refuses every tree holding one (HDF5, NetCDF, SQLite do).
+    file_locks: bool
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,7 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
             binary=r.path("criu", "binary", Path("/opt/slurm-ckpt/bin/criu-unpriv")),
             root_binary=r.path("criu", "root_binary", Path("/opt/slurm-ckpt/sbin/criu")),
             group=r.word("criu", "group", "slurm-ckpt-criu"),
+            file_locks=r.boolean("criu", "file_locks", True),
         ),
         catalog=CatalogSettings(
             # state_dir is absolute, so this is SQLAlchemy's four-slash absolute form.
@@ -252,7 +256,7 @@ def _build(r: _Reader, config_file: Path | None) -> Settings:
         launcher=LauncherSettings(
             dumper=r.choice("launcher", "dumper", "criu", DUMPERS),
             no_image=r.choice("launcher", "no_image", "fresh", NO_IMAGE_POLICIES),
-            copy_max_bytes=r.integer("launcher", "copy_max_bytes", 64 << 20, minimum=0),
+            copy_max_bytes=r.integer("launcher", "copy_max_bytes", 1 << 30, minimum=0),
             pid_wait=r.seconds("launcher", "pid_wait", 10.0),
             dump_timeout=r.seconds("launcher", "dump_timeout", 600.0),
             store_wait=r.seconds("launcher", "store_wait", 30.0),

@@ -60,19 +60,54 @@ def tree_pids(root: int) -> list[int]:
     return pids
 
 
+_LOG_TAIL = 1 << 20  # the end of a log is where the failing step wrote its error
+# CRIU's closing lines, which say that it failed but not why.
+_SUMMARIES = ("Dumping FAILED", "Restoring FAILED", "Pre-dumping FAILED")
+_CONTEXT_LINES = 3  # the errors just before the cause, as they say what led to it
+_LINE_CHARS = 200  # of each error line: the reason is one line in a table
+
+
+def _message(line: str) -> str:
+    # "(00.012345) Error (criu/sk-inet.c:189): inet: Connected TCP socket, ..."
+    _, _, message = line.partition("): ")
+    return (message or line).strip()[:_LINE_CHARS]
+
+
 def log_reason(path: Path) -> str:
-    """The last error CRIU wrote to its log, or '' when there is none."""
+    """Why CRIU failed, from its log: the last error before its closing summary,
+    preceded by the errors just before it; '' when the log holds no error.
+
+    Not CRIU's cr_errmsg: that is the first error of the run, and CRIU logs errors
+    it goes past (while scanning the network namespace, say) long before the one
+    that stops it."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - _LOG_TAIL))
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return ""
-    errors = [line for line in lines if "Error (" in line]
+    errors = [_message(line) for line in lines if "Error (" in line]
+    errors = [e for e in errors if not e.rstrip(".").endswith(_SUMMARIES)] or errors
     if not errors:
         return ""
-    # "(00.012345) Error (criu/sk-inet.c:189): inet: Connected TCP socket, ..."
-    last = errors[-1]
-    _, _, message = last.partition("): ")
-    return message.strip() or last.strip()
+    cause, before = errors[-1], errors[-1 - _CONTEXT_LINES : -1]
+    earlier = [e for e in dict.fromkeys(before) if e != cause]
+    return cause + (f" (after: {'; '.join(earlier)})" if earlier else "")
+
+
+# compel's task states (compel/include/uapi/task-state.h): a zombie's core says
+# DEAD. pycriu names some states and leaves others as numbers, so both forms count.
+_TASK_DEAD = (2, "Dead")
+
+
+def _core(criu_images: Any, images: Path, tid: int) -> dict[str, Any]:
+    with open(images / f"core-{tid}.img", "rb") as f:
+        entry: dict[str, Any] = criu_images.load(f)["entries"][0]
+    return entry
+
+
+def _is_zombie(core: dict[str, Any]) -> bool:
+    return core.get("tc", {}).get("task_state") in _TASK_DEAD
 
 
 class _Swrk:
@@ -133,10 +168,18 @@ class CriuDumper:
 
     name = "criu"
 
-    def __init__(self, binary: Path, *, unprivileged: bool = True, timeout: float = 600) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        *,
+        unprivileged: bool = True,
+        timeout: float = 600,
+        file_locks: bool = True,
+    ) -> None:
         self.binary = binary
         self.unprivileged = unprivileged
         self.timeout = timeout
+        self.file_locks = file_locks
 
     def _options(self, images_fd: int, work_fd: int, log_file: str) -> Any:
         rpc = _rpc()
@@ -148,6 +191,8 @@ class CriuDumper:
         opts.unprivileged = self.unprivileged
         opts.manage_cgroups = True
         opts.manage_cgroups_mode = rpc.IGNORE
+        # Dumped with the tree and taken again by the restored tasks before they run.
+        opts.file_locks = self.file_locks
         return opts
 
     def _call(self, request: Any, pass_fds: tuple[int, ...], on_notify: Any = None) -> Any:
@@ -217,7 +262,7 @@ class CriuDumper:
         if hook_error:
             raise DumpFailed(f"recording the frozen tree failed: {hook_error[0]}")
         if not resp.success:
-            reason = resp.cr_errmsg or log_reason(log_file) or f"errno {resp.cr_errno}"
+            reason = log_reason(log_file) or resp.cr_errmsg or f"errno {resp.cr_errno}"
             raise DumpFailed(reason, log=str(log_file))
         frozen = marks.get("post-dump", ended) - marks.get("pre-dump", started)
         return DumpStats(seconds=ended - started, frozen_seconds=max(frozen, 0.0))
@@ -230,17 +275,25 @@ class CriuDumper:
         try:
             with open(images / "pstree.img", "rb") as f:
                 tree = criu_images.load(f)["entries"]
-            pids = tuple(int(p) for entry in tree for p in entry.get("threads", [entry["pid"]]))
+            pids: list[int] = []
             uids: set[int] = set()
             gids: set[int] = set()
-            for tid in pids:  # every thread has its own credentials
-                with open(images / f"core-{tid}.img", "rb") as f:
-                    creds = criu_images.load(f)["entries"][0]["thread_core"]["creds"]
-                uids.update(int(creds[k]) for k in ("uid", "euid", "suid", "fsuid"))
-                gids.update(int(creds[k]) for k in ("gid", "egid", "sgid", "fsgid"))
+            for entry in tree:
+                pid = int(entry["pid"])
+                if _is_zombie(_core(criu_images, images, pid)):
+                    # Restored as a task that exits at once: it needs its pid and has
+                    # no credentials. Its "threads" hold a stray number, not a tid.
+                    pids.append(pid)
+                    continue
+                for tid in (int(t) for t in entry.get("threads", [pid])):
+                    pids.append(tid)
+                    # Every thread has its own credentials.
+                    creds = _core(criu_images, images, tid)["thread_core"]["creds"]
+                    uids.update(int(creds[k]) for k in ("uid", "euid", "suid", "fsuid"))
+                    gids.update(int(creds[k]) for k in ("gid", "egid", "sgid", "fsgid"))
         except (OSError, KeyError, ValueError, TypeError, criu_images.MagicException) as exc:
             raise RestoreFailed(f"cannot read the images in {images}: {exc}") from exc
-        return ImageInfo(pids=pids, uids=frozenset(uids), gids=frozenset(gids))
+        return ImageInfo(pids=tuple(pids), uids=frozenset(uids), gids=frozenset(gids))
 
     def restore(self, images: Path, *, log_file: Path) -> RestoreResult:
         rpc = _rpc()
@@ -255,6 +308,6 @@ class CriuDumper:
             except (OSError, ConnectionError) as exc:
                 raise RestoreFailed(f"lost contact with criu: {exc}") from exc
         if not resp.success:
-            reason = resp.cr_errmsg or log_reason(log_file) or f"errno {resp.cr_errno}"
+            reason = log_reason(log_file) or resp.cr_errmsg or f"errno {resp.cr_errno}"
             raise RestoreFailed(reason, log=str(log_file))
         return RestoreResult(pid=resp.restore.pid, seconds=time.monotonic() - started)

@@ -22,13 +22,20 @@ class BackendInfo:
     reason: str
 
 
-def _make_criu(binary: Path, timeout: float) -> Dumper:
+@dataclass(frozen=True)
+class DumperOptions:
+    binary: Path  # the CRIU binary to run
+    timeout: float  # seconds one dump or restore may take
+    file_locks: bool = True  # dump and restore the tree's file locks
+
+
+def _make_criu(options: DumperOptions) -> Dumper:
     from slurm_ckpt.dump.criu import CriuDumper
 
-    return CriuDumper(binary, timeout=timeout)
+    return CriuDumper(options.binary, timeout=options.timeout, file_locks=options.file_locks)
 
 
-def _make_fake(binary: Path, timeout: float) -> Dumper:
+def _make_fake(options: DumperOptions) -> Dumper:
     from slurm_ckpt.dump.fake import FakeDumper
 
     return FakeDumper()
@@ -40,7 +47,7 @@ def _criu_missing() -> str:
     return ""
 
 
-_BACKENDS: dict[str, tuple[Callable[[Path, float], Dumper], Callable[[], str]]] = {
+_BACKENDS: dict[str, tuple[Callable[[DumperOptions], Dumper], Callable[[], str]]] = {
     "criu": (_make_criu, _criu_missing),
     "fake": (_make_fake, lambda: ""),
 }
@@ -55,7 +62,7 @@ def backends() -> list[BackendInfo]:
     return out
 
 
-def get_dumper(name: str, *, binary: Path, timeout: float = 600) -> Dumper:
+def get_dumper(name: str, *, binary: Path, timeout: float = 600, file_locks: bool = True) -> Dumper:
     """Build the named backend. Raises DumperUnavailable for an unknown or unusable one."""
     if name not in _BACKENDS:
         raise DumperUnavailable(name, f"unknown backend; known: {', '.join(_BACKENDS)}")
@@ -63,4 +70,4 @@ def get_dumper(name: str, *, binary: Path, timeout: float = 600) -> Dumper:
     reason = missing()
     if reason:
         raise DumperUnavailable(name, reason)
-    return make(binary, timeout)
+    return make(DumperOptions(binary, timeout, file_locks))

@@ -130,6 +130,7 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
         settings.launcher.dumper,
         binary=settings.criu.binary,
         timeout=settings.launcher.dump_timeout,
+        file_locks=settings.criu.file_locks,
     )
     session = Session(
         Job(job_id, restart_count, interpreter, script, args), jobdir, dumper, settings

@@ -31,11 +31,11 @@ from slurm_ckpt.config import Settings
 from slurm_ckpt.dump.base import Dumper
 from slurm_ckpt.errors import CkptError, LauncherError, StoreError
 from slurm_ckpt.launcher import messages, openfiles
+from slurm_ckpt.launcher.filesaver import FileSaver, Saving
 from slurm_ckpt.launcher.messages import CheckpointRequest, CheckpointResult, RestartReport
 from slurm_ckpt.store import verify, writer
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.layout import JobDir
-from slurm_ckpt.store.manifest import OpenFile
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,14 @@ def _child_setup() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
+def _with_log(exc: BaseException) -> str:
+    """The error, naming CRIU's full log of the failed step when there is one."""
+    path = getattr(exc, "log", None)
+    if path and os.path.exists(path):
+        return f"{exc} (CRIU's log: {path})"
+    return str(exc)
+
+
 def exit_code(status: int) -> int:
     """A wait status as a shell would report it: the exit code, or 128 + signal."""
     if os.WIFSIGNALED(status):
@@ -94,6 +102,7 @@ class Session:
         self.logs = jobdir.path / "logs"
         self.logs.mkdir(mode=0o700, exist_ok=True)
         self.child = 0  # pid of the workload's root: our child, started or restored
+        self.files = FileSaver(settings.launcher.copy_max_bytes)
         self.criu_version = ""
 
     # -- start ---------------------------------------------------------------
@@ -160,7 +169,7 @@ class Session:
                 pid = self._restore_one(seq)
             except (CkptError, OSError) as exc:
                 log.warning("image %d not restored: %s", seq, exc)
-                attempts.append({"seq": seq, "error": str(exc)})
+                attempts.append({"seq": seq, "error": _with_log(exc)})
                 continue
             self.child = pid
             outcome = messages.RESTORED if index == 0 else messages.FELL_BACK
@@ -211,6 +220,7 @@ class Session:
         finally:
             for name in _RESTORE_LEFTOVERS:
                 (images / name).unlink(missing_ok=True)
+        self.files.adopt(manifest.open_files, images)
         return result.pid
 
     def _wait_pids_free(self, pids: tuple[int, ...]) -> None:
@@ -306,13 +316,15 @@ class Session:
                 raise LauncherError(f"checkpoint {seq} exists already")
             staging = writer.begin_checkpoint(self.jobdir, seq)
             images = staging
-            recorded: list[OpenFile] = []
+            saved: list[Saving] = []
 
             def on_frozen(pids: list[int]) -> None:
-                copy_max = self.settings.launcher.copy_max_bytes
-                recorded.extend(openfiles.record(pids, images, copy_max))
+                saved.append(self.files.save_frozen(pids, images))
 
             stats = self.dumper.dump(self.child, staging, log_file=log_file, on_frozen=on_frozen)
+            if not saved:
+                raise LauncherError("the dump ended without the moment the tree was frozen")
+            recorded = self.files.finish(saved[0])
             committed = time.monotonic()
             final, manifest = writer.commit_checkpoint(
                 self.jobdir,
@@ -330,13 +342,18 @@ class Session:
         except (CkptError, OSError) as exc:
             if staging is not None:
                 writer.abort_checkpoint(staging)
+            self.files.forget()  # the next copies are whole, from the files themselves
             log.error("checkpoint %d failed: %s", seq, exc)
-            return self._result(request, False, error=str(exc), criu_log=str(log_file))
+            return self._result(request, False, error=_with_log(exc), criu_log=str(log_file))
+        self.files.committed(saved[0], final)
+        # A dump that worked needs no log; one per checkpoint would fill the folder.
+        log_file.unlink(missing_ok=True)
         log.info(
-            "checkpoint %d taken: %.3fs dump, %.3fs frozen",
+            "checkpoint %d taken: %.3fs dump, %.3fs frozen, %d bytes of files copied frozen",
             seq,
             stats.seconds,
             stats.frozen_seconds,
+            saved[0].frozen_bytes,
         )
         return self._result(
             request,

@@ -54,7 +54,7 @@ def restart_reply(doc: Any) -> RestartReply:
     seq = untrusted.integer(doc.get("seq"), minimum=1)
     attempts = doc.get("attempts")
     failures = "; ".join(
-        f"image {untrusted.integer(a.get('seq'), minimum=1)}: {untrusted.text(a.get('error'), 300)}"
+        f"image {untrusted.integer(a.get('seq'), minimum=1)}: {untrusted.text(a.get('error'), 500)}"
         for a in (attempts[:MAX_ATTEMPTS_SHOWN] if isinstance(attempts, list) else [])
         if isinstance(a, dict)
     )

@@ -34,6 +34,22 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
         return hash_fd(f.fileno(), progress)
 
 
+def hash_prefix(fd: int, size: int) -> str:
+    """The checksum of the first `size` bytes of an open file, whatever follows them
+    and wherever its offset is. Raises OSError when the file is shorter."""
+    hasher = xxhash.xxh3_128()
+    buf = bytearray(CHUNK_SIZE)
+    view = memoryview(buf)
+    done = 0
+    while done < size:
+        n = os.preadv(fd, [view[: min(CHUNK_SIZE, size - done)]], done)
+        if not n:
+            raise OSError(errno.ENODATA, f"the file ends at {done} bytes, before {size}")
+        hasher.update(view[:n])
+        done += n
+    return hasher.hexdigest()
+
+
 def hash_fd(
     fd: int, progress: Callable[[int], None] | None = None, *, size: int | None = None
 ) -> str:

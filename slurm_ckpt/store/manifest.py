@@ -64,13 +64,16 @@ class OpenFile:
     """A regular file the tree had open for writing at dump time.
 
     `size` is its size then (restore truncates it back); `saved_copy` names a
-    copy of it kept in the image folder (e.g. the job's stdout), or None.
+    copy of it kept in the image folder (e.g. the job's stdout), or None; without
+    a copy, `content` is the checksum of its first `size` bytes, which a restore
+    checks before it uses the image (a file changed in place refuses it).
     """
 
     path: str
     size: int
     append: bool
     saved_copy: str | None
+    content: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/") or "\0" in self.path:
@@ -80,6 +83,10 @@ class OpenFile:
             raise ManifestError(f"manifest: open_files[{self.path}].append must be true or false")
         if self.saved_copy is not None:
             check_plain_name(self.saved_copy)
+        if self.content is not None and (
+            not isinstance(self.content, str) or not _HEX_RE.fullmatch(self.content)
+        ):
+            raise ManifestError(f"manifest: open_files[{self.path}].content is not a checksum")
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,13 @@ class Manifest:
             "checksum_algorithm": self.checksum_algorithm,
             "files": [{"name": f.name, "size": f.size, "checksum": f.checksum} for f in self.files],
             "open_files": [
-                {"path": o.path, "size": o.size, "append": o.append, "saved_copy": o.saved_copy}
+                {
+                    "path": o.path,
+                    "size": o.size,
+                    "append": o.append,
+                    "saved_copy": o.saved_copy,
+                    **({"content": o.content} if o.content is not None else {}),
+                }
                 for o in self.open_files
             ],
             "restart_count": self.restart_count,
@@ -215,9 +228,10 @@ class Manifest:
                     size=_int(o, "size"),
                     append=_bool(o, "append"),
                     saved_copy=_optional_str(o, "saved_copy"),
+                    content=_optional_str(o, "content") if "content" in o else None,
                 )
                 for o in (
-                    _object(item, "open_files[]", _OPEN_FILE_KEYS)
+                    _object(item, "open_files[]", _OPEN_FILE_KEYS, _OPEN_FILE_OPTIONAL)
                     for item in _list(obj, "open_files")
                 )
             ),
@@ -245,15 +259,18 @@ _MANIFEST_KEYS = frozenset(
 )
 _FILE_KEYS = frozenset(("name", "size", "checksum"))
 _OPEN_FILE_KEYS = frozenset(("path", "size", "append", "saved_copy"))
+_OPEN_FILE_OPTIONAL = frozenset(("content",))
 
 
-def _object(value: object, what: str, keys: frozenset[str]) -> dict[str, Any]:
+def _object(
+    value: object, what: str, keys: frozenset[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ManifestError(f"manifest: {what} must be a JSON object")
     missing = sorted(keys - value.keys())
     if missing:
         raise ManifestError(f"manifest: {what} lacks {', '.join(missing)}")
-    unknown = sorted(value.keys() - keys)
+    unknown = sorted(value.keys() - keys - optional)
     if unknown:
         raise ManifestError(f"manifest: {what} has unknown keys {', '.join(unknown)}")
     return value

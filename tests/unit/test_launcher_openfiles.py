@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
+import time
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from slurm_ckpt.errors import LauncherError
 from slurm_ckpt.launcher import openfiles
@@ -29,26 +33,78 @@ def test_writable_files_of_this_process_are_found_with_size_and_append_flag(
     assert str(read) not in found
 
 
-def test_record_copies_small_files_only(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    images.mkdir()
-    small, big = tmp_path / "small.out", tmp_path / "big.out"
-    with open(small, "a") as fs, open(big, "a") as fb:
-        fs.write("line 1\n")
-        fs.flush()
-        fb.write("x" * 100)
-        fb.flush()
-        entries = {e.path: e for e in openfiles.record([os.getpid()], images, copy_max_bytes=50)}
-    assert entries[str(small)].saved_copy is not None
-    assert (images / str(entries[str(small)].saved_copy)).read_text() == "line 1\n"
-    assert entries[str(big)].saved_copy is None and entries[str(big)].size == 100
+def _content(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
 
 
-def test_roll_back_truncates_to_the_recorded_size(tmp_path: Path) -> None:
+def test_roll_back_truncates_a_file_only_appended_to_since(tmp_path: Path) -> None:
     f = tmp_path / "out"
     f.write_text("1\n2\n3\n")
-    openfiles.roll_back([OpenFile(path=str(f), size=4, append=True, saved_copy=None)], tmp_path)
+    entry = OpenFile(str(f), 4, True, saved_copy=None, content=_content(b"1\n2\n"))
+    openfiles.roll_back([entry], tmp_path)
     assert f.read_text() == "1\n2\n"
+
+
+@pytest.mark.parametrize("now", [b"1\n9\n3\n", b"X\n2\n"])
+def test_roll_back_refuses_a_file_changed_in_place_and_leaves_every_file_alone(
+    tmp_path: Path, now: bytes
+) -> None:
+    changed, other = tmp_path / "data", tmp_path / "log"
+    changed.write_bytes(now)
+    other.write_text("a\nb\n")
+    entries = [
+        OpenFile(str(other), 2, True, saved_copy=None, content=_content(b"a\n")),
+        OpenFile(str(changed), 4, False, saved_copy=None, content=_content(b"1\n2\n")),
+    ]
+    with pytest.raises(LauncherError, match=f"{changed} was changed in place"):
+        openfiles.roll_back(entries, tmp_path)
+    assert changed.read_bytes() == now and other.read_text() == "a\nb\n"
+
+
+def test_roll_back_refuses_a_file_with_neither_copy_nor_checksum(tmp_path: Path) -> None:
+    f = tmp_path / "out"
+    f.write_text("1\n2\n")
+    with pytest.raises(LauncherError, match="neither a copy"):
+        openfiles.roll_back([OpenFile(str(f), 2, True, saved_copy=None)], tmp_path)
+
+
+def _map(path: Path, flags: int) -> int:
+    """mmap `path` read-write with `flags` and close its descriptor (Python's mmap keeps one)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    fd = os.open(path, os.O_RDWR)
+    try:
+        address = libc.mmap(None, 4096, mmap.PROT_READ | mmap.PROT_WRITE, flags, fd, 0)
+    finally:
+        os.close(fd)
+    assert address not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+    return int(address)
+
+
+def test_a_file_mapped_shared_and_writable_is_found_without_a_descriptor(
+    tmp_path: Path,
+) -> None:
+    shared, private = tmp_path / "memmap.dat", tmp_path / "private.dat"
+    for path in (shared, private):
+        path.write_bytes(b"\0" * 4096)
+    libc = ctypes.CDLL(None)
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    addresses = [_map(shared, mmap.MAP_SHARED), _map(private, mmap.MAP_PRIVATE)]
+    try:
+        found = openfiles.writable_files([os.getpid()])
+    finally:
+        for address in addresses:
+            libc.munmap(address, 4096)
+    assert found[str(shared)] == (4096, False)
+    assert str(private) not in found
 
 
 def test_roll_back_rewrites_a_truncated_file_from_its_copy(tmp_path: Path) -> None:
@@ -75,3 +131,20 @@ def test_roll_back_refuses_a_missing_file_without_a_copy(tmp_path: Path) -> None
 @pytest.mark.parametrize(("status", "code"), [(7 << 8, 7), (0, 0), (9, 137), (15, 143)])
 def test_exit_code_like_a_shell(status: int, code: int) -> None:
     assert exit_code(status) == code
+
+
+def test_a_zombie_is_recognised_and_has_no_writable_files() -> None:
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    try:
+        for _ in range(200):  # until the child has exited
+            if openfiles.is_zombie(child):
+                break
+            time.sleep(0.01)
+        assert openfiles.is_zombie(child)
+        assert not openfiles.is_zombie(os.getpid())
+        assert openfiles.writable_files([child]) == {}
+    finally:
+        os.waitpid(child, 0)
+    assert not openfiles.is_zombie(child)  # reaped: gone

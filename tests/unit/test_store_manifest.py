@@ -42,6 +42,7 @@ def manifests(draw: st.DrawFn) -> Manifest:
             size=draw(st.integers(0, 2**40)),
             append=draw(st.booleans()),
             saved_copy=draw(st.sampled_from([None, *names])),
+            content=draw(st.one_of(st.none(), _hex)),
         )
         for _ in range(draw(st.integers(0, 3)))
     )
@@ -192,6 +193,9 @@ BAD_DOCS = {
     "open append int": _set("open_files.0.append", 1),
     "open saved copy escapes": _set("open_files.0.saved_copy", "../x"),
     "open saved copy unlisted": _set("open_files.0.saved_copy", "other"),
+    "open content not hex": _set("open_files.0.content", "not a checksum"),
+    "open content number": _set("open_files.0.content", 12),
+    "open unknown key": _set("open_files.0.digest", "ab"),
     "open missing size": {
         **_doc(),
         "open_files": [{"path": "/a", "append": False, "saved_copy": None}],
