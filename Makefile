@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench bench-dump bench-recovery bench-catalog bench-service bench-checksum bench-jobfs bench-load bench-report clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench bench-dump bench-recovery bench-catalog bench-service bench-checksum bench-jobfs bench-files bench-load bench-report clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -68,6 +68,10 @@ bench-service: setup
 bench-jobfs: setup
 	$(PYTHON) scripts/bench_jobfs.py --json $(RESULTS)/jobfs.json
 
+# Keeping a data file exact per checkpoint: whole copy, changed blocks, checksum, against dd and plain CRIU.
+bench-files: setup
+	$(PYTHON) scripts/bench_files.py --json $(RESULTS)/files.json
+
 # The checksum candidates on a 1 GiB image.
 bench-checksum: setup
 	$(PYTHON) scripts/bench_checksum.py --json $(RESULTS)/checksum.json
@@ -84,7 +88,7 @@ bench-report:
 	$(PYTHON) scripts/bench_report.py $(RESULTS) docs/benchmarks.md
 
 # Every benchmark (about 20 minutes), then the page.
-bench: bench-checksum bench-jobfs bench-dump bench-catalog bench-service bench-recovery bench-load
+bench: bench-checksum bench-jobfs bench-files bench-dump bench-catalog bench-service bench-recovery bench-load
 	$(MAKE) bench-report
 
 clean:

@@ -127,6 +127,40 @@ of one job (quarantined, see docs/security.md).
 """
 
 
+def files(doc: Doc) -> str:
+    p = doc["params"]
+    names = list(doc["results"][0]["seconds"])
+    rows = [
+        [f"{r['mib']} MiB", f"{r['block_bytes'] >> 20} MiB", f"{r['changed_bytes'] >> 20} MiB"]
+        + [f"{r['seconds'][n]:.3f}" for n in names]
+        + [f"{r['ratio_whole_to_dd']:.2f}", f"{r['ratio_changed_to_criu']:.2f}"]
+        for r in doc["results"]
+    ]
+    head = ["file", "block", "changed", *(f"{n} s" for n in names)]
+    return f"""## Keeping data files exact
+
+`scripts/bench_files.py` (`make bench-files`): a file held open for writing,
+{p["changed_fraction"]:.0%} of its blocks overwritten in place between two
+checkpoints, median of {p["rounds"]} rounds, everything in one run. "frozen" rows
+add to the time the job is stopped; "fill, running" happens after it runs again;
+plain CRIU copies no file, so its dump is the freeze without them. {measured_on(doc)}
+
+{table([*head, "whole / dd", "changed / criu"], rows)}
+
+Shipped (`launcher/filesaver.py`): **changed blocks**. Each checkpoint reads and
+hashes every block of each writable file while the tree is frozen, writes the
+changed ones, and fills the rest from the previous image's copy once the tree
+runs again, so every image holds a whole copy (retention may delete any older
+one) and the freeze grows with the file's size read from the page cache, not
+with a second write of it. The first checkpoint of a file copies it whole
+(about `dd`'s time). Files over `launcher.copy_max_bytes` (1 GiB) keep only a
+content checksum: cheapest, but a restore must refuse the image once the job
+changed the file in place. Reflinks (FICLONE) would make the copy free on XFS
+or btrfs; the store here is ext4, which has none, and the job's files and the
+store are rarely on one filesystem, which reflinks need.
+"""
+
+
 def dump(doc: Doc) -> str:
     rows, verdicts, overhead = [], [], []
     for r in doc["results"]:
@@ -442,6 +476,7 @@ SECTIONS: list[tuple[str, str, Callable[[Doc], str]]] = [
     ("load", "make bench-load", load),
     ("checksum", "make bench-checksum", checksum),
     ("jobfs", "make bench-jobfs", jobfs),
+    ("files", "make bench-files", files),
 ]
 
 

@@ -120,6 +120,13 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def reap(pids: Sequence[int]) -> None:
     """Reap those of `pids` that are our zombies. We are a child subreaper, so the
     orphans of a killed or detached tree are ours; only named pids are reaped, so the
@@ -221,7 +228,7 @@ def run_user(
     as criu, which must keep its file capability, so no no_new_privs)."""
     try:
         return subprocess.run(
-            ["runuser", "-u", ctx.user.pw_name, "--", *command],
+            ["/usr/sbin/runuser", "-u", ctx.user.pw_name, "--", *command],
             cwd=cwd,
             env=user_env(ctx),
             stdin=subprocess.DEVNULL,
@@ -504,16 +511,13 @@ def run_launcher(ctx: Context, spec: TestSpec, workdir: Path) -> Outcome:
                     f"the launcher exited ({first.returncode}) before starting the test: "
                     f"{tail(jobdir / 'launcher.log')}"
                 )
+            # /bin/sh job.sh, once it has exec'd the subreaper (the launcher's other
+            # children are short-lived criu probes).
             children = Path(f"/proc/{first.pid}/task/{first.pid}/children").read_text().split()
-            return int(children[0]) if children else 0
+            mine = [int(c) for c in children if comm(int(c)) == ctx.subreaper.name]
+            return mine[0] if mine else 0
 
         root = int(wait_until(workload, ctx.timeout, "the launcher's workload"))
-        # The workload is /bin/sh job.sh until it execs the subreaper.
-        wait_until(
-            lambda: os.path.realpath(f"/proc/{root}/exe") == str(ctx.subreaper),
-            ctx.timeout,
-            "the workload to exec the subreaper",
-        )
         test = started.wait_ready(root)
         request = jobdir / "request.json"
         tmp = request.with_suffix(".tmp")

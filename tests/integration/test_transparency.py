@@ -1,6 +1,7 @@
 """Process trees plain CRIU can save are saved and restored through a node failure,
 with output byte for byte that of an uninterrupted run of the same program:
-a zombie in the tree at every checkpoint, POSIX and flock locks held throughout."""
+a zombie in the tree at every checkpoint, POSIX and flock locks held throughout,
+data files of 16 and 256 MiB updated in place, an SQLite database in WAL mode."""
 
 from __future__ import annotations
 
@@ -74,8 +75,66 @@ with open("counter.txt", "a") as out:
         time.sleep(0.5)
 """
 
-PROGRAMS = {"zombie": ZOMBIE, "locks": LOCKS}
-OUTPUTS = ("job.out", "counter.txt", "state.dat")
+# A data file updated in place at offsets (as HDF5 datasets, memmaps and databases
+# are): each step reads a block, prints its checksum, and rewrites it changed, so a
+# file that is not exactly as it was at the checkpoint changes every later line.
+IN_PLACE = """\
+import hashlib, os, sys, time
+MIB = 1 << 20
+size = SIZE_MIB * MIB
+fd = os.open("state.dat", os.O_RDWR | os.O_CREAT, 0o600)
+pattern = bytes(range(256)) * (MIB // 256)
+for offset in range(0, size, MIB):
+    os.pwrite(fd, pattern, offset)
+with open("counter.txt", "a") as out:
+    for i in range(1, STEPS + 1):
+        offset = (i * 7919 % (size // 4096)) * 4096
+        block = os.pread(fd, 4096, offset)
+        line = f"line {i} {hashlib.sha256(block).hexdigest()[:16]}\\n"
+        os.pwrite(fd, hashlib.sha256(block + bytes([i])).digest() * 128, offset)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        out.write(line)
+        out.flush()
+        time.sleep(0.5)
+os.lseek(fd, 0, 0)
+whole = hashlib.sha256()
+while chunk := os.read(fd, MIB):
+    whole.update(chunk)
+print("data", whole.hexdigest())
+"""
+
+# SQLite in WAL mode, written every step: POSIX locks on the database, the -wal
+# file written in place, the -shm file mapped shared.
+SQLITE = """\
+import sqlite3, sys, time
+db = sqlite3.connect("state.db", isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("CREATE TABLE IF NOT EXISTS steps (i INTEGER PRIMARY KEY, total INTEGER)")
+with open("counter.txt", "a") as out:
+    for i in range(1, STEPS + 1):
+        previous = db.execute("SELECT coalesce(max(total), 0) FROM steps").fetchone()[0]
+        db.execute("BEGIN")
+        db.execute("INSERT INTO steps VALUES (?, ?)", (i, previous + i))
+        db.execute("COMMIT")
+        rows = db.execute("SELECT count(*), sum(total) FROM steps").fetchone()
+        line = f"line {i} rows={rows[0]} sum={rows[1]}\\n"
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        out.write(line)
+        out.flush()
+        time.sleep(0.5)
+print("integrity", db.execute("PRAGMA integrity_check").fetchone()[0])
+"""
+
+PROGRAMS = {
+    "zombie": ZOMBIE,
+    "locks": LOCKS,
+    "in-place-16MiB": IN_PLACE.replace("SIZE_MIB", "16"),
+    "in-place-256MiB": IN_PLACE.replace("SIZE_MIB", "256"),
+    "sqlite-wal": SQLITE,
+}
+OUTPUTS = ("job.out", "counter.txt", "state.dat", "state.db")
 
 
 def script(program: Path) -> str:
