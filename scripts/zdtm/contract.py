@@ -89,6 +89,7 @@ class Context:
     store_root: Path
     config: Path
     timeout: float
+    keep: bool = False  # keep the folders and images of passed runs too
     features: dict[str, bool] = field(default_factory=dict)
     job_seq: int = 0
 
@@ -525,11 +526,16 @@ def run_launcher(ctx: Context, spec: TestSpec, workdir: Path) -> Outcome:
         os.chown(tmp, ctx.user.pw_uid, ctx.user.pw_gid)
         tmp.rename(request)
         os.kill(first.pid, signal.SIGUSR1)
-        result = wait_until(
-            lambda: read_json(jobdir / "results" / "000001.json"),
-            ctx.timeout,
-            "the checkpoint's result file",
-        )
+        try:
+            result = wait_until(
+                lambda: read_json(jobdir / "results" / "000001.json"),
+                ctx.timeout,
+                "the checkpoint's result file",
+            )
+        except StepError as exc:
+            # Where the dump stands: the last line of CRIU's log of it.
+            last = tail(jobdir / "logs" / "dump-000001.log", 1)
+            raise StepError(f"{exc}; CRIU's dump log ends: {last or '(no log)'}") from exc
         details["result"] = result
         if not result.get("ok"):
             raise StepError(f"checkpoint: {result.get('error', result)}")
@@ -559,12 +565,14 @@ def run_launcher(ctx: Context, spec: TestSpec, workdir: Path) -> Outcome:
         except subprocess.TimeoutExpired:
             if outcome.status == PASS:
                 outcome = Outcome(FAIL, "the launcher did not exit after the workload ended")
-        outcome.details = details
-        return outcome
+    except StepError as exc:
+        outcome = Outcome(ERROR, str(exc))
     finally:
         for proc in (first, second):
             if proc is not None:
                 cleanup(proc, proc.pid)
+    outcome.details = details
+    return outcome
 
 
 def cleanup(proc: subprocess.Popen[bytes], root: int) -> None:
@@ -607,6 +615,12 @@ def run_one(ctx: Context, name: str, modes: Sequence[str]) -> dict[str, Any]:
             outcome = Outcome(ERROR, f"harness: {exc}")
         outcome.seconds = round(time.monotonic() - began, 2)
         row[mode] = asdict(outcome)
+        if outcome.status == PASS and not ctx.keep:
+            # Images of passed runs are what a failure would be compared with, not
+            # evidence: only failures keep theirs (a whole run would take 1.5 GB).
+            shutil.rmtree(workdir, ignore_errors=True)
+            if "jobdir" in outcome.details:
+                shutil.rmtree(outcome.details["jobdir"], ignore_errors=True)
         log(f"{name:28} {mode:8} {outcome.status:5} {outcome.reason[:160]}")
     return row
 
@@ -691,6 +705,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--criu", type=Path, default=PREFIX / "bin/criu-unpriv")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds per step")
     parser.add_argument(
+        "--keep", action="store_true", help="keep the folders and images of passed runs too"
+    )
+    parser.add_argument(
         "--clean", action="store_true", help="remove the run folder (images, logs) at the end"
     )
     args = parser.parse_args(argv)
@@ -725,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         store_root=store_root,
         config=config,
         timeout=args.timeout,
+        keep=args.keep,
     )
     began = time.monotonic()
     log(f"zdtm contract: {len(names)} tests, modes {','.join(modes)}, in {run_dir}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -61,8 +62,15 @@ def tree_pids(root: int) -> list[int]:
 
 
 _LOG_TAIL = 1 << 20  # the end of a log is where the failing step wrote its error
-# CRIU's closing lines, which say that it failed but not why.
-_SUMMARIES = ("Dumping FAILED", "Restoring FAILED", "Pre-dumping FAILED")
+# The lines CRIU writes after the failing step's own error, which say that it
+# failed but not why: its summary, a task's exit or kill, a wrapper's "failed with".
+_CONSEQUENCES = re.compile(
+    r"(Dumping|Restoring|Pre-dumping) FAILED"
+    r"|\b\d+ exited, status=-?\d+"
+    r"|\b\d+ killed by signal \d+"
+    r"|Killing processes because of failure"
+    r"|failed with -?\d+\.?$"
+)
 _CONTEXT_LINES = 3  # the errors just before the cause, as they say what led to it
 _LINE_CHARS = 200  # of each error line: the reason is one line in a table
 
@@ -87,7 +95,7 @@ def log_reason(path: Path) -> str:
     except OSError:
         return ""
     errors = [_message(line) for line in lines if "Error (" in line]
-    errors = [e for e in errors if not e.rstrip(".").endswith(_SUMMARIES)] or errors
+    errors = [e for e in errors if not _CONSEQUENCES.search(e)] or errors
     if not errors:
         return ""
     cause, before = errors[-1], errors[-1 - _CONTEXT_LINES : -1]

@@ -15,9 +15,12 @@ the copy takes, so each copy is cut into blocks, each with its checksum:
    against its recorded checksum on the way. The block checksums go beside the
    copy (`<copy>.blocks`), so the copy after a restore is again a delta.
 
-Every image holds a whole copy: retention may delete any older image. A file
-larger than `launcher.copy_max_bytes` is not copied; its content checksum lets
-a restore refuse the image once the file was changed in place.
+Every image holds a whole copy: retention may delete any older image, and the
+previous copy is held open from the freeze to the fill, so deleting it meanwhile
+takes nothing away. A file larger than `launcher.copy_max_bytes` is not copied:
+the image keeps the checksum of its content, all of it when the tree may write
+anywhere in it, its last block when the tree only appends to it (a 50 GiB log
+is not read at every freeze), and a restore refuses the image once it changed.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 import xxhash
 
 from slurm_ckpt.errors import LauncherError
-from slurm_ckpt.launcher.openfiles import writable_files
+from slurm_ckpt.launcher.openfiles import Writable, writable_files, write_all
 from slurm_ckpt.store.checksum import hash_prefix
 from slurm_ckpt.store.manifest import OpenFile
 
@@ -70,6 +73,7 @@ class _Pending:
     block: int
     digests: list[bytes]
     base: BlockCopy | None  # where the unchanged blocks come from
+    base_fd: int | None = None  # the base copy, held open until the fill
     unchanged: list[int] = field(default_factory=list)  # block numbers to fill from base
 
 
@@ -79,6 +83,13 @@ class Saving:
 
     pending: list[_Pending]
     frozen_bytes: int = 0  # bytes written while the tree was frozen
+
+    def close(self) -> None:
+        """Let go of the previous copies (finish does; a failed dump must)."""
+        for pending in self.pending:
+            if pending.base_fd is not None:
+                os.close(pending.base_fd)
+                pending.base_fd = None
 
 
 class FileSaver:
@@ -91,23 +102,32 @@ class FileSaver:
     def save_frozen(self, pids: Iterable[int], images: Path) -> Saving:
         """Record the tree's writable files into `images` while it is frozen."""
         saving = Saving([])
-        for index, (path, (size, append)) in enumerate(sorted(writable_files(pids).items())):
-            if size > self.copy_max_bytes:
-                entry = OpenFile(path, size, append, saved_copy=None, content=_content(path, size))
-                saving.pending.append(_Pending(entry, Path(), 0, [], None))
-                continue
-            name = f"openfile-{index:04d}.data"
-            entry = OpenFile(path, size, append, saved_copy=name)
-            pending = self._copy_changed(entry, images / name, saving)
-            saving.pending.append(pending)
+        try:
+            for index, (path, file) in enumerate(sorted(writable_files(pids).items())):
+                if file.size > self.copy_max_bytes:
+                    entry = _checked(path, file)
+                    saving.pending.append(_Pending(entry, Path(), 0, [], None))
+                    continue
+                name = f"openfile-{index:04d}.data"
+                entry = OpenFile(path, file.size, file.append, saved_copy=name)
+                saving.pending.append(self._copy_changed(entry, images / name, saving))
+        except BaseException:
+            saving.close()
+            raise
         return saving
 
     def _copy_changed(self, entry: OpenFile, dest: Path, saving: Saving) -> _Pending:
         block = block_size(entry.size)
         base = self.copies.get(entry.path)
-        if base is not None and base.block != block:
+        base_fd = None
+        if base is not None and base.block == block:
+            try:
+                base_fd = os.open(base.copy, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError as exc:
+                log.info("previous copy of %s unavailable (%s): copied whole", entry.path, exc)
+        if base_fd is None:
             base = None
-        pending = _Pending(entry, dest, block, [], base)
+        pending = _Pending(entry, dest, block, [], base, base_fd)
         buf = bytearray(block)
         view = memoryview(buf)
         try:
@@ -128,35 +148,40 @@ class FileSaver:
                     ):
                         pending.unchanged.append(number)
                         continue
-                    os.pwrite(dst.fileno(), view[:want], offset)
+                    write_all(dst.fileno(), view[:want], offset)
                     saving.frozen_bytes += want
                 dst.truncate(entry.size)
-        except OSError as exc:
-            raise LauncherError(f"cannot save a copy of {entry.path}: {exc}") from exc
+        except BaseException as exc:
+            if base_fd is not None:
+                os.close(base_fd)
+            if isinstance(exc, OSError):
+                raise LauncherError(f"cannot save a copy of {entry.path}: {exc}") from exc
+            raise
         return pending
 
     def finish(self, saving: Saving) -> list[OpenFile]:
         """Fill every copy's unchanged blocks from the previous copy and write its
         block checksums; the tree runs again meanwhile. Returns the manifest's
         open-file entries. Raises LauncherError when a previous copy is damaged."""
-        for pending in saving.pending:
-            if pending.entry.saved_copy is None:
-                continue
-            if pending.unchanged and pending.base is not None:
-                _fill(pending, pending.base)
-            _write_digests(pending.copy, pending.block, pending.digests)
+        try:
+            for pending in saving.pending:
+                if pending.entry.saved_copy is None:
+                    continue
+                if pending.unchanged:
+                    _fill(pending)
+                _write_digests(pending.copy, pending.block, pending.digests)
+        finally:
+            saving.close()
         return [p.entry for p in saving.pending]
 
     def committed(self, saving: Saving, images: Path) -> None:
-        """The image is committed as `images`: its copies are the base of the next ones."""
-        for pending in saving.pending:
-            name = pending.entry.saved_copy
-            if name is None:
-                self.copies.pop(pending.entry.path, None)
-                continue
-            self.copies[pending.entry.path] = BlockCopy(
-                images / name, pending.block, tuple(pending.digests)
-            )
+        """The image is committed as `images`: its copies, and no older ones (retention
+        may delete those), are the base of the next ones."""
+        self.copies = {
+            p.entry.path: BlockCopy(images / p.entry.saved_copy, p.block, tuple(p.digests))
+            for p in saving.pending
+            if p.entry.saved_copy is not None
+        }
 
     def forget(self) -> None:
         """Start over with whole copies (a dump failed, or a restore changed the files)."""
@@ -177,30 +202,37 @@ class FileSaver:
                 self.copies[entry.path] = BlockCopy(images / entry.saved_copy, block, digests)
 
 
-def _content(path: str, size: int) -> str:
+def _checked(path: str, file: Writable) -> OpenFile:
+    """An entry with no copy: the checksum of the content a restore must find again."""
+    # Appends cannot change what is there: the last block tells a file cut and
+    # written again. Writes anywhere can: then all of it.
+    start = 0 if file.in_place else max(0, file.size - MIN_BLOCK)
     try:
         with open(path, "rb", buffering=0) as f:
-            return hash_prefix(f.fileno(), size)
+            content = hash_prefix(f.fileno(), file.size, start)
     except OSError as exc:
         raise LauncherError(f"cannot read {path} to record its content: {exc}") from exc
+    return OpenFile(path, file.size, file.append, None, content=content, content_from=start)
 
 
-def _fill(pending: _Pending, base: BlockCopy) -> None:
+def _fill(pending: _Pending) -> None:
+    base, src = pending.base, pending.base_fd
+    assert base is not None and src is not None
     block, size = pending.block, pending.entry.size
     buf = bytearray(block)
     view = memoryview(buf)
     try:
-        with open(base.copy, "rb", buffering=0) as src, open(pending.copy, "r+b") as dst:
+        with open(pending.copy, "r+b") as dst:
             for number in pending.unchanged:
                 offset = number * block
                 want = min(block, size - offset)
-                got = os.preadv(src.fileno(), [view[:want]], offset)
+                got = os.preadv(src, [view[:want]], offset)
                 if got != want or xxhash.xxh3_128_digest(view[:want]) != base.digests[number]:
                     raise LauncherError(
                         f"the previous copy of {pending.entry.path} ({base.copy}) is damaged "
                         f"at block {number}: this checkpoint cannot be completed"
                     )
-                os.pwrite(dst.fileno(), view[:want], offset)
+                write_all(dst.fileno(), view[:want], offset)
     except OSError as exc:
         raise LauncherError(
             f"cannot read the previous copy of {pending.entry.path} ({base.copy}): {exc}"

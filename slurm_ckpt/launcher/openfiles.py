@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from slurm_ckpt.errors import LauncherError
@@ -49,9 +50,36 @@ def is_zombie(pid: int) -> bool:
     return stat_line[stat_line.rfind(b")") + 2 : stat_line.rfind(b")") + 3] == b"Z"
 
 
-def writable_files(pids: Iterable[int]) -> dict[str, tuple[int, bool]]:
-    """Regular files open for writing by any of `pids`: path -> (size, opened with O_APPEND)."""
-    found: dict[str, tuple[int, bool]] = {}
+@dataclass(frozen=True)
+class Writable:
+    """A regular file the tree can write, as seen while it is frozen."""
+
+    size: int
+    append: bool  # some descriptor has O_APPEND (CRIU then records no size)
+    # Some descriptor may write anywhere (no O_APPEND), or a shared writable
+    # mapping does: what was there may change, not only what follows.
+    in_place: bool
+
+
+def writable_files(pids: Iterable[int]) -> dict[str, Writable]:
+    """Regular files open for writing, or mapped shared and writable, by any of `pids`."""
+    found: dict[str, Writable] = {}
+
+    def add(path: str, st: os.stat_result, append: bool, in_place: bool) -> None:
+        if st.st_nlink == 0:
+            return  # deleted: CRIU saves such a file's content itself (a ghost file)
+        if path.endswith(_DELETED):
+            # Unlinked under this name but linked under another: the path no longer
+            # names it, so it can neither be saved nor put back by path.
+            raise LauncherError(
+                f"{path.removesuffix(_DELETED)} was renamed or unlinked while open and "
+                "still has another name: it cannot be saved"
+            )
+        previous = found.get(path)
+        if previous is not None:
+            append, in_place = append or previous.append, in_place or previous.in_place
+        found[path] = Writable(st.st_size, append, in_place)
+
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -66,47 +94,57 @@ def writable_files(pids: Iterable[int]) -> dict[str, tuple[int, bool]]:
             link = f"/proc/{pid}/fd/{fd}"
             try:
                 target = os.readlink(link)
-                if not target.startswith("/") or target.endswith(" (deleted)"):
-                    continue  # pipes, sockets, anonymous inodes; CRIU keeps deleted files itself
+                if not target.startswith("/"):
+                    continue  # pipes, sockets, anonymous inodes
                 flags = _fd_flags(pid, fd)
                 if flags & os.O_ACCMODE not in (os.O_WRONLY, os.O_RDWR):
                     continue
                 st = os.stat(link)
             except (FileNotFoundError, ProcessLookupError):
                 continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            append = bool(flags & os.O_APPEND)
-            previous = found.get(target)
-            found[target] = (st.st_size, append or (previous[1] if previous else False))
-        for path in shared_writable_mappings(pid):
-            if path not in found:
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    found[path] = (st.st_size, False)
+            if stat.S_ISREG(st.st_mode):
+                append = bool(flags & os.O_APPEND)
+                add(target, st, append, in_place=not append)
+        for path, st in shared_writable_mappings(pid).items():
+            if stat.S_ISREG(st.st_mode):
+                add(path, st, append=False, in_place=True)
     return found
 
 
-def shared_writable_mappings(pid: int) -> set[str]:
-    """Files `pid` maps shared and writable (numpy memmaps, databases, SQLite's -shm):
-    written through memory, they may be open by no descriptor at all."""
+_DELETED = " (deleted)"
+
+
+def shared_writable_mappings(pid: int) -> dict[str, os.stat_result]:
+    """Files `pid` maps shared and writable (numpy memmaps, databases, SQLite's -shm),
+    with what they are: written through memory, they may be open by no descriptor."""
     try:
-        with open(f"/proc/{pid}/maps") as f:
-            lines = f.readlines()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return set()  # gone, or a zombie: nothing mapped
-    paths = set()
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            lines = f.read().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}  # gone
+    except PermissionError as exc:
+        if is_zombie(pid):
+            return {}  # nothing mapped
+        raise LauncherError(f"cannot read the mappings of pid {pid}: {exc.strerror}") from exc
+    found: dict[str, os.stat_result] = {}
     for line in lines:
-        # "7f..-7f.. rw-s 00000000 08:01 1234   /data/state.dat"
+        # "7f00-7f80 rw-s 00000000 08:01 1234   /data/state.dat"
         fields = line.split(maxsplit=5)
-        if len(fields) == 6 and fields[1][1] == "w" and fields[1][3] == "s":
-            path = fields[5].rstrip("\n")
-            if path.startswith("/") and not path.endswith(" (deleted)"):
-                paths.add(path)
-    return paths
+        if len(fields) != 6 or fields[1][1:2] != b"w" or fields[1][3:4] != b"s":
+            continue
+        # The kernel escapes a newline in the path as \012.
+        path = os.fsdecode(fields[5].replace(b"\\012", b"\n"))
+        if not path.startswith("/") or path.endswith(_DELETED):
+            continue  # anonymous shared memory, memfd, SysV; deleted: CRIU's ghost files
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is None or st.st_ino != int(fields[4]):
+            # (map_files/ would name the mapped file itself, but needs a capability.)
+            raise LauncherError(f"{path}, mapped shared by pid {pid}, was renamed or replaced")
+        found[path] = st
+    return found
 
 
 def roll_back(files: Iterable[OpenFile], images: Path) -> None:
@@ -122,14 +160,7 @@ def roll_back(files: Iterable[OpenFile], images: Path) -> None:
             _check_unchanged(entry)
     for entry in files:
         if entry.saved_copy is not None:
-            # Rewrite in place: other processes (slurmstepd) may hold the file open.
-            with open(images / entry.saved_copy, "rb") as src, open(entry.path, "ab+") as dst:
-                dst.seek(0)
-                fd = dst.fileno()
-                os.ftruncate(fd, 0)
-                while chunk := src.read(_COPY_CHUNK):
-                    os.write(fd, chunk)
-                os.ftruncate(fd, entry.size)
+            _rewrite(entry, images / entry.saved_copy)
             log.info("rolled back %s from its copy (%d bytes)", entry.path, entry.size)
             continue
         current = os.stat(entry.path).st_size
@@ -138,28 +169,63 @@ def roll_back(files: Iterable[OpenFile], images: Path) -> None:
             log.info("truncated %s from %d to %d bytes", entry.path, current, entry.size)
 
 
+def write_all(fd: int, data: memoryview | bytes, offset: int) -> None:
+    """pwrite every byte (a full disk or a quota may write part, then raise)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _rewrite(entry: OpenFile, copy: Path) -> None:
+    # In place, not by rename: other processes (slurmstepd) may hold the file open.
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    with open(copy, "rb", buffering=0) as src:
+        fd = os.open(entry.path, flags, 0o600)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise LauncherError(f"{entry.path} is no longer a regular file")
+            os.ftruncate(fd, 0)
+            offset = 0
+            while chunk := src.read(_COPY_CHUNK):
+                write_all(fd, chunk, offset)
+                offset += len(chunk)
+            if offset != entry.size:
+                raise LauncherError(
+                    f"the copy of {entry.path} holds {offset} bytes, not {entry.size}"
+                )
+        finally:
+            os.close(fd)
+
+
 def _check_unchanged(entry: OpenFile) -> None:
-    """The file holds, in its first `size` bytes, what it held at the checkpoint."""
+    """The file holds, in bytes [content_from, size), what it held at the checkpoint."""
     try:
-        with open(entry.path, "rb", buffering=0) as f:
-            current = os.fstat(f.fileno()).st_size
-            if current < entry.size:
-                raise LauncherError(
-                    f"{entry.path} has {current} bytes, fewer than the {entry.size} at the "
-                    "checkpoint, and the image keeps no copy"
-                )
-            if entry.content is None:
-                raise LauncherError(
-                    f"the image keeps neither a copy of {entry.path} nor its checksum"
-                )
-            same = hash_prefix(f.fileno(), entry.size) == entry.content
+        # Non-blocking: a FIFO planted at the path must not hang the restart.
+        fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as exc:
         raise LauncherError(f"{entry.path} is gone and the image keeps no copy") from exc
     except OSError as exc:
+        raise LauncherError(f"cannot open {entry.path} to check it: {exc}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise LauncherError(f"{entry.path} is no longer a regular file")
+        if st.st_size < entry.size:
+            raise LauncherError(
+                f"{entry.path} has {st.st_size} bytes, fewer than the {entry.size} at the "
+                "checkpoint, and the image keeps no copy"
+            )
+        if entry.content is None:
+            raise LauncherError(f"the image keeps neither a copy of {entry.path} nor its checksum")
+        same = hash_prefix(fd, entry.size, entry.content_from) == entry.content
+    except OSError as exc:
         raise LauncherError(f"cannot read {entry.path} to check it: {exc}") from exc
+    finally:
+        os.close(fd)
     if not same:
         raise LauncherError(
-            f"{entry.path} was changed in place after the checkpoint (its first "
-            f"{entry.size} bytes differ) and the image keeps no copy: over "
-            "launcher.copy_max_bytes"
+            f"{entry.path} was changed in place after the checkpoint (bytes "
+            f"{entry.content_from} to {entry.size} differ) and the image keeps no copy: "
+            "over launcher.copy_max_bytes"
         )

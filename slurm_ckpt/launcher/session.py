@@ -311,12 +311,12 @@ class Session:
         seq = request.seq
         log_file = self.logs / f"dump-{seq:06d}.log"
         staging: Path | None = None
+        saved: list[Saving] = []
         try:
             if self.jobdir.checkpoint(seq).exists():
                 raise LauncherError(f"checkpoint {seq} exists already")
             staging = writer.begin_checkpoint(self.jobdir, seq)
             images = staging
-            saved: list[Saving] = []
 
             def on_frozen(pids: list[int]) -> None:
                 saved.append(self.files.save_frozen(pids, images))
@@ -342,6 +342,8 @@ class Session:
         except (CkptError, OSError) as exc:
             if staging is not None:
                 writer.abort_checkpoint(staging)
+            for saving in saved:
+                saving.close()
             self.files.forget()  # the next copies are whole, from the files themselves
             log.error("checkpoint %d failed: %s", seq, exc)
             return self._result(request, False, error=_with_log(exc), criu_log=str(log_file))

@@ -34,13 +34,13 @@ def hash_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
         return hash_fd(f.fileno(), progress)
 
 
-def hash_prefix(fd: int, size: int) -> str:
-    """The checksum of the first `size` bytes of an open file, whatever follows them
+def hash_prefix(fd: int, size: int, start: int = 0) -> str:
+    """The checksum of bytes [start, size) of an open file, whatever follows them
     and wherever its offset is. Raises OSError when the file is shorter."""
     hasher = xxhash.xxh3_128()
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
-    done = 0
+    done = start
     while done < size:
         n = os.preadv(fd, [view[: min(CHUNK_SIZE, size - done)]], done)
         if not n:

@@ -65,8 +65,10 @@ class OpenFile:
 
     `size` is its size then (restore truncates it back); `saved_copy` names a
     copy of it kept in the image folder (e.g. the job's stdout), or None; without
-    a copy, `content` is the checksum of its first `size` bytes, which a restore
-    checks before it uses the image (a file changed in place refuses it).
+    a copy, `content` is the checksum of its bytes [content_from, size), which a
+    restore checks before it uses the image (a file changed in place refuses it):
+    all of them (0) for a file the tree may write anywhere, the last block for
+    one it only appends to.
     """
 
     path: str
@@ -74,6 +76,7 @@ class OpenFile:
     append: bool
     saved_copy: str | None
     content: str | None = None
+    content_from: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/") or "\0" in self.path:
@@ -87,6 +90,9 @@ class OpenFile:
             not isinstance(self.content, str) or not _HEX_RE.fullmatch(self.content)
         ):
             raise ManifestError(f"manifest: open_files[{self.path}].content is not a checksum")
+        _check_int(self.content_from, f"open_files[{self.path}].content_from", 0)
+        if self.content_from > self.size:
+            raise ManifestError(f"manifest: open_files[{self.path}].content_from is past its size")
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,7 @@ class Manifest:
                     "append": o.append,
                     "saved_copy": o.saved_copy,
                     **({"content": o.content} if o.content is not None else {}),
+                    **({"content_from": o.content_from} if o.content_from else {}),
                 }
                 for o in self.open_files
             ],
@@ -229,6 +236,7 @@ class Manifest:
                     append=_bool(o, "append"),
                     saved_copy=_optional_str(o, "saved_copy"),
                     content=_optional_str(o, "content") if "content" in o else None,
+                    content_from=_int(o, "content_from") if "content_from" in o else 0,
                 )
                 for o in (
                     _object(item, "open_files[]", _OPEN_FILE_KEYS, _OPEN_FILE_OPTIONAL)
@@ -259,7 +267,7 @@ _MANIFEST_KEYS = frozenset(
 )
 _FILE_KEYS = frozenset(("name", "size", "checksum"))
 _OPEN_FILE_KEYS = frozenset(("path", "size", "append", "saved_copy"))
-_OPEN_FILE_OPTIONAL = frozenset(("content",))
+_OPEN_FILE_OPTIONAL = frozenset(("content", "content_from"))
 
 
 def _object(

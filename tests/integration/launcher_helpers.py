@@ -82,6 +82,7 @@ class LauncherRun:
         *,
         restart_count: int = 0,
         stdout_name: str = "stdout.txt",
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.user = user
         self.workdir = workdir
@@ -96,6 +97,7 @@ class LauncherRun:
             "SLURM_RESTART_COUNT": str(restart_count),
             "SLURM_CKPT_PATHS_STORE_ROOT": str(store_root),
             "SLURM_CKPT_CONFIG": "/dev/null",
+            **(settings or {}),  # SLURM_CKPT_<SECTION>_<KEY>
         }
         # slurmstepd opens the job's output write-only with O_APPEND.
         out_fd = os.open(self.stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

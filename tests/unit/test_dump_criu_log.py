@@ -49,3 +49,14 @@ def test_only_the_end_of_a_huge_log_is_read(tmp_path: Path) -> None:
         f.write("(00.2) filler line\n" * 200_000)
         f.write("(09.9) Error (criu/b.c:2): the cause\n")
     assert log_reason(log) == "the cause"
+
+
+def test_a_restore_names_the_tasks_own_error_not_the_exits_that_follow(tmp_path: Path) -> None:
+    log = tmp_path / "restore.log"
+    log.write_text(
+        "(00.100000)   4321: Error (criu/files-reg.c:2000): File /data/x has bad size 10\n"
+        "(00.200000)   4320: Error (criu/cr-restore.c:1265): 4321 exited, status=1\n"
+        "(00.200100) Error (criu/cr-restore.c:1269): 4322 killed by signal 9: Killed\n"
+        "(00.300000) Error (criu/cr-restore.c:2331): Restoring FAILED.\n"
+    )
+    assert log_reason(log) == "File /data/x has bad size 10"

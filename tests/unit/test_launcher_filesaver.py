@@ -5,6 +5,7 @@ from the previous copy afterwards; every copy holds the file as it was when froz
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,54 @@ def test_after_a_restore_the_next_copy_is_a_delta_against_the_restored_image(
     assert frozen == BLOCK
     assert entry.saved_copy is not None
     assert (later / entry.saved_copy).read_bytes() == data.read_bytes()
+
+
+def test_an_older_copy_deleted_between_freeze_and_fill_changes_nothing(
+    tmp_path: Path, data: Path
+) -> None:
+    saver = FileSaver(copy_max_bytes=1 << 30)
+    first_folder = image(tmp_path, 1)
+    checkpoint(saver, first_folder)
+    overwrite(data, 10, b"x")
+    at_freeze = data.read_bytes()
+    later = image(tmp_path, 2)
+    saving = saver.save_frozen([os.getpid()], later)
+    shutil.rmtree(first_folder)  # retention, while the tree runs again
+    (entry,) = [f for f in saver.finish(saving) if f.path == str(data)]
+    assert entry.saved_copy is not None
+    assert (later / entry.saved_copy).read_bytes() == at_freeze
+
+
+def test_a_file_closed_for_one_checkpoint_is_copied_whole_at_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "results.h5"
+    path.write_bytes(os.urandom(2 * BLOCK))
+    saver = FileSaver(copy_max_bytes=1 << 30)
+    first_folder = image(tmp_path, 1)
+    with open(path, "r+b"):
+        saving = saver.save_frozen([os.getpid()], first_folder)
+        saver.finish(saving)
+        saver.committed(saving, first_folder)
+    # Closed at the second checkpoint; retention then deletes the first image.
+    second = saver.save_frozen([os.getpid()], image(tmp_path, 2))
+    saver.finish(second)
+    saver.committed(second, tmp_path / "image-2")
+    shutil.rmtree(first_folder)
+    with open(path, "r+b"):
+        third = saver.save_frozen([os.getpid()], image(tmp_path, 3))
+        (entry,) = [f for f in saver.finish(third) if f.path == str(path)]
+    assert third.frozen_bytes >= 2 * BLOCK
+    assert entry.saved_copy is not None
+    assert (tmp_path / "image-3" / entry.saved_copy).read_bytes() == path.read_bytes()
+
+
+def test_an_appended_file_over_the_limit_is_checked_by_its_last_block(tmp_path: Path) -> None:
+    path = tmp_path / "huge.log"
+    path.write_bytes(b"x" * (3 * BLOCK))
+    with open(path, "ab"):
+        saving = FileSaver(copy_max_bytes=BLOCK).save_frozen([os.getpid()], image(tmp_path, 1))
+    (entry,) = [p.entry for p in saving.pending if p.entry.path == str(path)]
+    assert entry.saved_copy is None and entry.append
+    assert entry.content_from == 2 * BLOCK and entry.content is not None
 
 
 def test_a_file_over_the_copy_limit_keeps_only_its_content_checksum(

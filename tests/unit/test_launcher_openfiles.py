@@ -28,8 +28,8 @@ def test_writable_files_of_this_process_are_found_with_size_and_append_flag(
         fw.write("xy")
         fw.flush()
         found = openfiles.writable_files([os.getpid()])
-    assert found[str(appended)] == (5, True)
-    assert found[str(written)] == (2, False)
+    assert found[str(appended)] == openfiles.Writable(5, append=True, in_place=False)
+    assert found[str(written)] == openfiles.Writable(2, append=False, in_place=True)
     assert str(read) not in found
 
 
@@ -103,7 +103,7 @@ def test_a_file_mapped_shared_and_writable_is_found_without_a_descriptor(
     finally:
         for address in addresses:
             libc.munmap(address, 4096)
-    assert found[str(shared)] == (4096, False)
+    assert found[str(shared)] == openfiles.Writable(4096, append=False, in_place=True)
     assert str(private) not in found
 
 
@@ -148,3 +148,24 @@ def test_a_zombie_is_recognised_and_has_no_writable_files() -> None:
     finally:
         os.waitpid(child, 0)
     assert not openfiles.is_zombie(child)  # reaped: gone
+
+
+def test_a_deleted_open_file_is_left_to_criu(tmp_path: Path) -> None:
+    path = tmp_path / "scratch"
+    with open(path, "w") as f:
+        f.write("x")
+        f.flush()
+        path.unlink()
+        found = openfiles.writable_files([os.getpid()])
+    assert not [p for p in found if p.startswith(str(path))]
+
+
+def test_an_open_file_unlinked_under_one_name_but_linked_under_another_is_refused(
+    tmp_path: Path,
+) -> None:
+    path, other = tmp_path / "data", tmp_path / "data.bak"
+    with open(path, "w"):
+        os.link(path, other)
+        path.unlink()
+        with pytest.raises(LauncherError, match=f"{path} was renamed or unlinked"):
+            openfiles.writable_files([os.getpid()])
