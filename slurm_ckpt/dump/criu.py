@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 _MAX_MESSAGE = 1 << 20  # CRIU's responses are a few hundred bytes
 _LOG_LEVEL = 4  # CRIU's most detailed level: the log is the only trace of a failure
+_MAX_GHOST_LIMIT = (1 << 32) - 1  # a uint32 in CRIU's RPC
 
 
 def _rpc() -> Any:
@@ -183,11 +184,13 @@ class CriuDumper:
         unprivileged: bool = True,
         timeout: float = 600,
         file_locks: bool = True,
+        ghost_limit: int = 1 << 20,
     ) -> None:
         self.binary = binary
         self.unprivileged = unprivileged
         self.timeout = timeout
         self.file_locks = file_locks
+        self.ghost_limit = min(ghost_limit, _MAX_GHOST_LIMIT)
 
     def _options(self, images_fd: int, work_fd: int, log_file: str) -> Any:
         rpc = _rpc()
@@ -201,6 +204,8 @@ class CriuDumper:
         opts.manage_cgroups_mode = rpc.IGNORE
         # Dumped with the tree and taken again by the restored tasks before they run.
         opts.file_locks = self.file_locks
+        # A file deleted while open (a scratch file) is saved into the image up to this size.
+        opts.ghost_limit = self.ghost_limit
         return opts
 
     def _call(self, request: Any, pass_fds: tuple[int, ...], on_notify: Any = None) -> Any:

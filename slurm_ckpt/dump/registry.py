@@ -27,12 +27,18 @@ class DumperOptions:
     binary: Path  # the CRIU binary to run
     timeout: float  # seconds one dump or restore may take
     file_locks: bool = True  # dump and restore the tree's file locks
+    ghost_limit: int = 1 << 20  # bytes of a deleted open file saved into the image
 
 
 def _make_criu(options: DumperOptions) -> Dumper:
     from slurm_ckpt.dump.criu import CriuDumper
 
-    return CriuDumper(options.binary, timeout=options.timeout, file_locks=options.file_locks)
+    return CriuDumper(
+        options.binary,
+        timeout=options.timeout,
+        file_locks=options.file_locks,
+        ghost_limit=options.ghost_limit,
+    )
 
 
 def _make_fake(options: DumperOptions) -> Dumper:
@@ -62,7 +68,14 @@ def backends() -> list[BackendInfo]:
     return out
 
 
-def get_dumper(name: str, *, binary: Path, timeout: float = 600, file_locks: bool = True) -> Dumper:
+def get_dumper(
+    name: str,
+    *,
+    binary: Path,
+    timeout: float = 600,
+    file_locks: bool = True,
+    ghost_limit: int = 1 << 20,
+) -> Dumper:
     """Build the named backend. Raises DumperUnavailable for an unknown or unusable one."""
     if name not in _BACKENDS:
         raise DumperUnavailable(name, f"unknown backend; known: {', '.join(_BACKENDS)}")
@@ -70,4 +83,4 @@ def get_dumper(name: str, *, binary: Path, timeout: float = 600, file_locks: boo
     reason = missing()
     if reason:
         raise DumperUnavailable(name, reason)
-    return make(DumperOptions(binary, timeout, file_locks))
+    return make(DumperOptions(binary, timeout, file_locks, ghost_limit))

@@ -104,6 +104,10 @@ class FileSaver:
         saving = Saving([])
         try:
             for index, (path, file) in enumerate(sorted(writable_files(pids).items())):
+                if file.leased:
+                    entry = OpenFile(path, file.size, file.append, None, stamp=file.stamp)
+                    saving.pending.append(_Pending(entry, Path(), 0, [], None))
+                    continue
                 if file.size > self.copy_max_bytes:
                     entry = _checked(path, file)
                     saving.pending.append(_Pending(entry, Path(), 0, [], None))

@@ -131,6 +131,8 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
         binary=settings.criu.binary,
         timeout=settings.launcher.dump_timeout,
         file_locks=settings.criu.file_locks,
+        # A deleted scratch file is the job's data like any other it writes.
+        ghost_limit=settings.launcher.copy_max_bytes,
     )
     session = Session(
         Job(job_id, restart_count, interpreter, script, args), jobdir, dumper, settings

@@ -59,11 +59,47 @@ class Writable:
     # Some descriptor may write anywhere (no O_APPEND), or a shared writable
     # mapping does: what was there may change, not only what follows.
     in_place: bool
+    # The tree holds a lease on it: any open of ours would break the lease (and
+    # wait for the frozen holder), so it is known by its stamp only.
+    leased: bool = False
+    stamp: str = ""
+
+
+def stamp(st: os.stat_result) -> str:
+    """What changes whenever a file is written: its inode, size, mtime and ctime
+    (ctime no user can set). Not the device: it differs between an NFS client's mounts."""
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+_LEASE_KINDS = frozenset(("LEASE", "DELEG"))
+
+
+def leased_inodes(locks: Path = Path("/proc/locks")) -> set[tuple[int, int, int]]:
+    """(major, minor, inode) of every file someone holds a lease on."""
+    try:
+        lines = locks.read_text().splitlines()
+    except OSError:
+        return set()
+    found = set()
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] not in _LEASE_KINDS:
+            continue  # another kind of lock, or a "->" waiter
+        for field in fields[2:]:
+            parts = field.split(":")
+            if len(parts) == 3:
+                try:
+                    found.add((int(parts[0], 16), int(parts[1], 16), int(parts[2])))
+                except ValueError:
+                    continue
+                break
+    return found
 
 
 def writable_files(pids: Iterable[int]) -> dict[str, Writable]:
     """Regular files open for writing, or mapped shared and writable, by any of `pids`."""
     found: dict[str, Writable] = {}
+    leases = leased_inodes()
 
     def add(path: str, st: os.stat_result, append: bool, in_place: bool) -> None:
         if st.st_nlink == 0:
@@ -78,7 +114,8 @@ def writable_files(pids: Iterable[int]) -> dict[str, Writable]:
         previous = found.get(path)
         if previous is not None:
             append, in_place = append or previous.append, in_place or previous.in_place
-        found[path] = Writable(st.st_size, append, in_place)
+        leased = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in leases
+        found[path] = Writable(st.st_size, append, in_place, leased, stamp(st))
 
     for pid in pids:
         try:
@@ -216,13 +253,21 @@ def _check_unchanged(entry: OpenFile) -> None:
                 f"{entry.path} has {st.st_size} bytes, fewer than the {entry.size} at the "
                 "checkpoint, and the image keeps no copy"
             )
-        if entry.content is None:
+        if entry.stamp is not None:
+            same = stamp(st) == entry.stamp
+        elif entry.content is None:
             raise LauncherError(f"the image keeps neither a copy of {entry.path} nor its checksum")
-        same = hash_prefix(fd, entry.size, entry.content_from) == entry.content
+        else:
+            same = hash_prefix(fd, entry.size, entry.content_from) == entry.content
     except OSError as exc:
         raise LauncherError(f"cannot read {entry.path} to check it: {exc}") from exc
     finally:
         os.close(fd)
+    if not same and entry.stamp is not None:
+        raise LauncherError(
+            f"{entry.path} was written after the checkpoint, and the image keeps no copy: "
+            "the job held a lease on it, which reading it would have broken"
+        )
     if not same:
         raise LauncherError(
             f"{entry.path} was changed in place after the checkpoint (bytes "

@@ -23,6 +23,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 _HEX_RE = re.compile(r"[0-9a-f]{1,128}")
+_STAMP_RE = re.compile(r"\d{1,20}:\d{1,20}:-?\d{1,25}:-?\d{1,25}")
 # The catalog's columns and common sense: a manifest is written by the job's user.
 _STRING_LIMITS = {"criu_version": 32, "kernel": 256, "checksum_algorithm": 32}
 MAX_FILES = 100_000
@@ -77,6 +78,9 @@ class OpenFile:
     saved_copy: str | None
     content: str | None = None
     content_from: int = 0
+    # Instead of either, for a file the job held a lease on (reading it would break
+    # the lease): "inode:size:mtime_ns:ctime_ns", which any write changes.
+    stamp: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str) or not self.path.startswith("/") or "\0" in self.path:
@@ -91,6 +95,10 @@ class OpenFile:
         ):
             raise ManifestError(f"manifest: open_files[{self.path}].content is not a checksum")
         _check_int(self.content_from, f"open_files[{self.path}].content_from", 0)
+        if self.stamp is not None and (
+            not isinstance(self.stamp, str) or not _STAMP_RE.fullmatch(self.stamp)
+        ):
+            raise ManifestError(f"manifest: open_files[{self.path}].stamp is malformed")
         if self.content_from > self.size:
             raise ManifestError(f"manifest: open_files[{self.path}].content_from is past its size")
 
@@ -192,6 +200,7 @@ class Manifest:
                     "saved_copy": o.saved_copy,
                     **({"content": o.content} if o.content is not None else {}),
                     **({"content_from": o.content_from} if o.content_from else {}),
+                    **({"stamp": o.stamp} if o.stamp is not None else {}),
                 }
                 for o in self.open_files
             ],
@@ -237,6 +246,7 @@ class Manifest:
                     saved_copy=_optional_str(o, "saved_copy"),
                     content=_optional_str(o, "content") if "content" in o else None,
                     content_from=_int(o, "content_from") if "content_from" in o else 0,
+                    stamp=_optional_str(o, "stamp") if "stamp" in o else None,
                 )
                 for o in (
                     _object(item, "open_files[]", _OPEN_FILE_KEYS, _OPEN_FILE_OPTIONAL)
@@ -267,7 +277,7 @@ _MANIFEST_KEYS = frozenset(
 )
 _FILE_KEYS = frozenset(("name", "size", "checksum"))
 _OPEN_FILE_KEYS = frozenset(("path", "size", "append", "saved_copy"))
-_OPEN_FILE_OPTIONAL = frozenset(("content", "content_from"))
+_OPEN_FILE_OPTIONAL = frozenset(("content", "content_from", "stamp"))
 
 
 def _object(

@@ -17,6 +17,10 @@ from slurm_ckpt.launcher.session import exit_code
 from slurm_ckpt.store.manifest import OpenFile
 
 
+def kind(file: openfiles.Writable) -> tuple[int, bool, bool]:
+    return file.size, file.append, file.in_place
+
+
 def test_writable_files_of_this_process_are_found_with_size_and_append_flag(
     tmp_path: Path,
 ) -> None:
@@ -28,8 +32,8 @@ def test_writable_files_of_this_process_are_found_with_size_and_append_flag(
         fw.write("xy")
         fw.flush()
         found = openfiles.writable_files([os.getpid()])
-    assert found[str(appended)] == openfiles.Writable(5, append=True, in_place=False)
-    assert found[str(written)] == openfiles.Writable(2, append=False, in_place=True)
+    assert kind(found[str(appended)]) == (5, True, False)
+    assert kind(found[str(written)]) == (2, False, True)
     assert str(read) not in found
 
 
@@ -103,7 +107,7 @@ def test_a_file_mapped_shared_and_writable_is_found_without_a_descriptor(
     finally:
         for address in addresses:
             libc.munmap(address, 4096)
-    assert found[str(shared)] == openfiles.Writable(4096, append=False, in_place=True)
+    assert kind(found[str(shared)]) == (4096, False, True)
     assert str(private) not in found
 
 
@@ -169,3 +173,28 @@ def test_an_open_file_unlinked_under_one_name_but_linked_under_another_is_refuse
         path.unlink()
         with pytest.raises(LauncherError, match=f"{path} was renamed or unlinked"):
             openfiles.writable_files([os.getpid()])
+
+
+def test_leases_are_read_from_proc_locks(tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    locks.write_text(
+        "1: POSIX  ADVISORY  WRITE 59542 fe:00:1517250 0 EOF\n"
+        "2: LEASE  ACTIVE    WRITE 4242 fe:01:777 0 EOF\n"
+        "3: LEASE  BREAKER   READ  4243 08:10:12 0 EOF\n"
+        "3: -> LEASE  ACTIVE    READ  4244 08:10:12 0 EOF\n"
+    )
+    assert openfiles.leased_inodes(locks) == {(0xFE, 0x01, 777), (0x08, 0x10, 12)}
+
+
+def test_a_leased_file_with_its_stamp_unchanged_is_kept_and_a_written_one_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "leased.dat"
+    path.write_bytes(b"12345")
+    entry = OpenFile(str(path), 5, False, None, stamp=openfiles.stamp(path.stat()))
+    openfiles.roll_back([entry], tmp_path)
+    assert path.read_bytes() == b"12345"
+    with open(path, "r+b") as f:
+        f.write(b"9")
+    with pytest.raises(LauncherError, match="held a lease"):
+        openfiles.roll_back([entry], tmp_path)
