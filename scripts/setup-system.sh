@@ -5,12 +5,13 @@
 # place and skips itself, so a second run takes seconds.
 #
 #   scripts/setup-system.sh            everything
-#   scripts/setup-system.sh STEP...    only these steps (packages criu users venv runtime postgres plugins)
+#   scripts/setup-system.sh STEP...    only these steps (packages criu users venv runtime postgres plugins zdtm)
 #
 # Environment:
 #   SLURM_CKPT_PREFIX   where CRIU is installed (default /opt/slurm-ckpt)
 #   SLURM_CKPT_VENV     the project's virtualenv (default <repo>/.venv)
 #   CRIU_SUITES         Debian suites searched for a CRIU source (default "trixie sid")
+#   CRIU_CACHE          where CRIU's verified source tarball is kept (default /var/cache/slurm-ckpt/criu)
 #   SLURM_CKPT_CRIU_GROUP  the only group that may run criu-unpriv (default slurm-ckpt-criu;
 #                       also config.toml's [criu] group, which this variable overrides)
 set -euo pipefail
@@ -23,6 +24,7 @@ PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
 VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
 CRIU_SUITES=${CRIU_SUITES:-"trixie sid"}
 CRIU_MIN_VERSION=4.1
+CRIU_CACHE=${CRIU_CACHE:-/var/cache/slurm-ckpt/criu}
 CRIU_GROUP=${SLURM_CKPT_CRIU_GROUP:-slurm-ckpt-criu}
 # Test users whose jobs are checkpointed: members of $CRIU_GROUP.
 TEST_USERS=(ckpt-alice ckpt-bob)
@@ -68,15 +70,6 @@ step_packages() {
     log "packages: done"
 }
 
-# The newest CRIU source version in the given suites, from a private apt
-# configuration so the machine's own sources are left untouched.
-criu_apt() {
-    local aptdir=$1; shift
-    "$@" -o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-        -o Dir::State::Lists="$aptdir/lists" -o Dir::Cache="$aptdir/cache" \
-        -o Debug::NoLocking=1 -o APT::Sandbox::User=root
-}
-
 step_criu() {
     local bin=$PREFIX/sbin/criu have=""
     if [ -x "$bin" ]; then
@@ -94,37 +87,15 @@ step_criu() {
         return
     fi
 
-    local mirror
-    mirror=$(debian_mirror) || die "criu: no Debian mirror found in /etc/apt/sources.list*; add one and retry"
+    # The newest source in CRIU_SUITES, kept in CRIU_CACHE (the zdtm suite is built
+    # from the same tarball), checked against the signed index's SHA-256.
+    local tarball upstream
+    tarball=$(criu_source "" "$CRIU_CACHE" "$CRIU_SUITES")
+    upstream=$(basename "$tarball" .orig.tar.xz); upstream=${upstream#criu_}
+    version_ge "$upstream" "$CRIU_MIN_VERSION" || die "criu: newest source is $upstream, need >= $CRIU_MIN_VERSION"
     local work; work=$(mktemp -d /var/tmp/slurm-ckpt-criu.XXXXXX)
     trap 'rm -rf "$work"' RETURN
-    mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
-    for suite in $CRIU_SUITES; do
-        echo "deb-src $mirror $suite main" >> "$work/apt/sources.list"
-    done
-    log "criu: reading source indexes for $CRIU_SUITES"
-    criu_apt "$work/apt" apt-get update -qq
-    local version
-    version=$(criu_apt "$work/apt" apt-cache showsrc criu | awk '/^Version:/ {print $2}' \
-        | sort -V | tail -n1)
-    [ -n "$version" ] || die "criu: no CRIU source found in $CRIU_SUITES"
-    local upstream=${version%-*}; upstream=${upstream#*:}
-    version_ge "$upstream" "$CRIU_MIN_VERSION" || die "criu: newest source is $upstream, need >= $CRIU_MIN_VERSION"
-
-    # The expected SHA-256 comes from the signed Sources index apt verified.
-    local tarball="criu_${upstream}.orig.tar.xz" sha
-    sha=$(criu_apt "$work/apt" apt-cache showsrc criu \
-        | awk -v f="$tarball" '/^Checksums-Sha256:/ {on=1; next} /^[^ ]/ {on=0} on && $3 == f {print $1; exit}')
-    [ -n "$sha" ] || die "criu: apt lists no SHA-256 for $tarball"
-    log "criu: fetching $tarball ($version)"
-    # The .dsc and .debian.tar.xz are sometimes missing from the archive;
-    # only the upstream tarball is needed, so a partial download is fine.
-    (cd "$work" && criu_apt "$work/apt" apt-get source --download-only -qq "criu=$version" >/dev/null 2>&1 || true)
-    [ -f "$work/$tarball" ] || die "criu: download of $tarball failed"
-    echo "$sha  $work/$tarball" | sha256sum -c --quiet - || die "criu: $tarball does not match the SHA-256 apt lists ($sha)"
-    log "criu: checksum ok ($sha)"
-
-    tar -xJf "$work/$tarball" -C "$work"
+    tar -xJf "$tarball" -C "$work"
     local src; src=$(find "$work" -maxdepth 1 -type d -name 'criu-*' | head -n1)
     log "criu: building $upstream (about a minute)"
     make -C "$src" -j"$(nproc)" >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log"; die "criu: build failed"; }
@@ -295,8 +266,14 @@ step_plugins() {
     log "plugins: done"
 }
 
+# CRIU's own test suite (zdtm), built from the installed CRIU's source for the
+# contract test (tests/integration/test_zdtm_contract.py).
+step_zdtm() {
+    ZDTM_CACHE=$CRIU_CACHE CRIU_SUITES=$CRIU_SUITES "$REPO/scripts/zdtm/build.sh"
+}
+
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages criu users venv runtime postgres plugins)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages criu users venv runtime postgres plugins zdtm)
 start=$(date +%s)
 for s in "${STEPS[@]}"; do
     declare -F "step_$s" >/dev/null || die "unknown step '$s' (steps: packages criu users venv runtime postgres plugins)"

@@ -34,63 +34,6 @@ NICE=(nice -n 19)
 
 VERSION=$("$PREFIX/sbin/criu" --version | awk '/^Version:/ {print $2}')
 [ -n "$VERSION" ] || die "cannot read the version of $PREFIX/sbin/criu"
-TARBALL=criu_${VERSION}.orig.tar.xz
-SUMS=$ZDTM_CACHE/$TARBALL.sha256
-
-criu_apt() {
-    local aptdir=$1; shift
-    "$@" -o Dir::Etc::SourceList="$aptdir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-        -o Dir::State::Lists="$aptdir/lists" -o Dir::Cache="$aptdir/cache" \
-        -o Debug::NoLocking=1 -o APT::Sandbox::User=root
-}
-
-# The upstream tarball of exactly $VERSION, checked against the SHA-256 of the
-# signed Sources index apt verified (the same way setup-system.sh fetches CRIU).
-fetch_tarball() {
-    install -d -m 0755 "$ZDTM_CACHE"
-    if [ -f "$ZDTM_CACHE/$TARBALL" ] && [ -f "$SUMS" ]; then
-        (cd "$ZDTM_CACHE" && sha256sum -c --quiet "$SUMS") \
-            || die "zdtm: $ZDTM_CACHE/$TARBALL does not match $SUMS; remove both and retry"
-        log "zdtm: $TARBALL in $ZDTM_CACHE, checksum ok"
-        return
-    fi
-    local mirror work
-    mirror=$(debian_mirror) || die "zdtm: no Debian mirror found in /etc/apt/sources.list*"
-    work=$(mktemp -d /var/tmp/slurm-ckpt-zdtm-src.XXXXXX)
-    # shellcheck disable=SC2064
-    trap "rm -rf '$work'" RETURN
-    mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
-    for suite in $CRIU_SUITES; do
-        echo "deb-src $mirror $suite main" >> "$work/apt/sources.list"
-    done
-    log "zdtm: reading source indexes for $CRIU_SUITES"
-    criu_apt "$work/apt" apt-get update -qq
-    local version
-    # The Debian version whose upstream part is the installed one.
-    version=$(criu_apt "$work/apt" apt-cache showsrc criu | awk '/^Version:/ {print $2}' \
-        | awk -v v="$VERSION" '{u=$0; sub(/-[^-]*$/, "", u); sub(/^[0-9]+:/, "", u)} u == v' \
-        | sort -V | tail -n1)
-    [ -n "$version" ] || die "zdtm: no source of CRIU $VERSION in $CRIU_SUITES"
-    local sha
-    # In the stanza of that version (showsrc lists one stanza per suite and version).
-    sha=$(criu_apt "$work/apt" apt-cache showsrc criu \
-        | awk -v f="$TARBALL" -v v="$version" '
-            /^Package:/ {mine=0} /^Version:/ {mine=($2 == v)}
-            /^Checksums-Sha256:/ {on=1; next} /^[^ ]/ {on=0}
-            mine && on && $3 == f {print $1; exit}')
-    [ -n "$sha" ] || die "zdtm: apt lists no SHA-256 for $TARBALL"
-    log "zdtm: fetching $TARBALL ($version)"
-    # Only the upstream tarball is needed; the .dsc or .debian.tar.xz may 404.
-    (cd "$work" && criu_apt "$work/apt" apt-get source --download-only -qq "criu=$version" \
-        >/dev/null 2>&1 || true)
-    [ -f "$work/$TARBALL" ] || die "zdtm: download of $TARBALL failed"
-    echo "$sha  $work/$TARBALL" | sha256sum -c --quiet - \
-        || die "zdtm: $TARBALL does not match the SHA-256 apt lists ($sha)"
-    install -m 0644 "$work/$TARBALL" "$ZDTM_CACHE/$TARBALL.tmp"
-    mv -f "$ZDTM_CACHE/$TARBALL.tmp" "$ZDTM_CACHE/$TARBALL"
-    echo "$sha  $TARBALL" > "$SUMS"
-    log "zdtm: checksum ok ($sha), $TARBALL in $ZDTM_CACHE"
-}
 
 # The tests to build: tests.txt without comments and blank lines.
 tests() {
@@ -152,14 +95,15 @@ EOF
 }
 
 main() {
-    local started=$SECONDS
-    fetch_tarball
+    local started=$SECONDS tarball
+    # The installed version's own source, as setup-system.sh fetched and kept it.
+    tarball=$(criu_source "$VERSION" "$ZDTM_CACHE" "$CRIU_SUITES")
     local src=$ZDTM_ROOT/src/criu-$VERSION
     if [ ! -f "$src/.unpacked" ]; then
         rm -rf "$src"
         install -d -m 0755 "$ZDTM_ROOT/src"
-        tar -xJf "$ZDTM_CACHE/$TARBALL" -C "$ZDTM_ROOT/src"
-        [ -d "$src" ] || die "zdtm: $TARBALL did not unpack to $src"
+        tar -xJf "$tarball" -C "$ZDTM_ROOT/src"
+        [ -d "$src" ] || die "zdtm: $tarball did not unpack to $src"
         touch "$src/.unpacked"
     fi
     local list

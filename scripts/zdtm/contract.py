@@ -47,7 +47,7 @@ from slurm_ckpt.store.layout import JobDir, ensure_user_dir
 ZDTM_ROOT = Path(os.environ.get("ZDTM_ROOT", "/var/tmp/slurm-ckpt-zdtm"))
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
 HERE = Path(__file__).resolve().parent
-DEFAULT_LAUNCHER = HERE.parent.parent / ".venv/bin/slurm-ckpt-launch"
+DEFAULT_LAUNCHER = PREFIX / "venv/bin/slurm-ckpt-launch"  # as installed, as jobs run it
 MODES = ("bare", "plain", "launcher")
 PASS, FAIL, ERROR, SKIP = "PASS", "FAIL", "ERROR", "SKIP"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -656,6 +656,12 @@ def markdown(rows: list[dict[str, Any]], modes: Sequence[str], meta: dict[str, A
     lines = [
         f"# zdtm contract: CRIU {meta['criu_version']}, {meta['tests']} static tests "
         f"as {meta['user']}",
+        "",
+        "Written by `scripts/zdtm/contract.py`, which `make test` runs",
+        "(tests/integration/test_zdtm_contract.py: it fails when a test plain CRIU",
+        "passes does not pass through the launcher). Each test is started, checkpointed,",
+        "killed, restored, and asked for its own verdict; `tests.txt` says why each",
+        "static test left out is left out.",
         "",
         f"Run {meta['started']}, {meta['seconds']:.0f} s; kernel {meta['kernel']}. "
         + ", ".join(f"{mode}: {meta['passed'][mode]} PASS" for mode in modes),
