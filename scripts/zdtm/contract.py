@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slurm_ckpt.dump.criu import tree_pids
 from slurm_ckpt.store.layout import JobDir, ensure_user_dir
 
 ZDTM_ROOT = Path(os.environ.get("ZDTM_ROOT", "/var/tmp/slurm-ckpt-zdtm"))
@@ -135,23 +136,6 @@ def reap(pids: Sequence[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
-
-
-def tree_pids(root: int) -> list[int]:
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        try:
-            tasks = os.listdir(f"/proc/{pid}/task")
-        except FileNotFoundError:
-            continue
-        for tid in tasks:
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                todo.extend(
-                    int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
-                )
-    return pids
 
 
 def kill_tree(root: int) -> list[int]:

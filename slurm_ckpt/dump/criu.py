@@ -57,8 +57,8 @@ def tree_pids(root: int) -> list[int]:
             try:
                 with open(f"/proc/{pid}/task/{tid}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
-            except FileNotFoundError:
-                continue
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the task ended meanwhile
     return pids
 
 
