@@ -215,22 +215,27 @@ def write_all(fd: int, data: memoryview | bytes, offset: int) -> None:
 
 
 def _rewrite(entry: OpenFile, copy: Path) -> None:
+    """Make the file equal to its copy, writing only the chunks that differ: one the
+    job did not touch since the checkpoint keeps its mtime (programs check it)."""
     # In place, not by rename: other processes (slurmstepd) may hold the file open.
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
     with open(copy, "rb", buffering=0) as src:
         fd = os.open(entry.path, flags, 0o600)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise LauncherError(f"{entry.path} is no longer a regular file")
-            os.ftruncate(fd, 0)
             offset = 0
             while chunk := src.read(_COPY_CHUNK):
-                write_all(fd, chunk, offset)
+                if os.pread(fd, len(chunk), offset) != chunk:
+                    write_all(fd, chunk, offset)
                 offset += len(chunk)
             if offset != entry.size:
                 raise LauncherError(
                     f"the copy of {entry.path} holds {offset} bytes, not {entry.size}"
                 )
+            if os.fstat(fd).st_size != entry.size:
+                os.ftruncate(fd, entry.size)
         finally:
             os.close(fd)
 

@@ -198,3 +198,26 @@ def test_a_leased_file_with_its_stamp_unchanged_is_kept_and_a_written_one_refuse
         f.write(b"9")
     with pytest.raises(LauncherError, match="held a lease"):
         openfiles.roll_back([entry], tmp_path)
+
+
+def test_a_file_equal_to_its_copy_is_not_written_and_keeps_its_mtime(tmp_path: Path) -> None:
+    f, copy = tmp_path / "mapped.dat", tmp_path / "copy"
+    f.write_bytes(b"a" * 5000)
+    copy.write_bytes(b"a" * 5000)
+    os.utime(f, ns=(1_000_000_000, 2_000_000_000))
+    openfiles.roll_back([OpenFile(str(f), 5000, False, saved_copy="copy")], tmp_path)
+    assert f.stat().st_mtime_ns == 2_000_000_000
+
+
+def test_roll_back_from_a_copy_undoes_overwrites_growth_and_truncation(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.write_bytes(bytes(range(256)) * 8192)  # 2 MiB: two chunks
+    for name, now in {
+        "overwritten": bytes(range(256)) * 4096 + b"X" * (1 << 20),
+        "grown": bytes(range(256)) * 8192 + b"more",
+        "truncated": bytes(range(256)) * 100,
+    }.items():
+        f = tmp_path / name
+        f.write_bytes(now)
+        openfiles.roll_back([OpenFile(str(f), 2 << 20, False, saved_copy="copy")], tmp_path)
+        assert f.read_bytes() == copy.read_bytes(), name
