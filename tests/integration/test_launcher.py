@@ -71,6 +71,7 @@ def test_checkpoint_kill_restore_continues_and_passes_the_exit_code(
     assert result["ok"], f"{result}\n{first.log()}"
     assert result["path"] == "checkpoints/000001"
     assert result["freeze_seconds"] <= result["dump_seconds"]
+    assert not (first.jobdir / "logs" / "dump-000001.log").exists()  # kept only on failure
     # Work goes on after the checkpoint; then the "node" dies.
     at_checkpoint = count_lines(user_dir / "out.txt")
     wait_until(lambda: count_lines(user_dir / "out.txt") >= at_checkpoint + 5, 30, "more output")
@@ -196,6 +197,12 @@ def test_tcp_connection_to_outside_fails_the_dump_with_criu_reason_and_job_goes_
 
     assert result["ok"] is False
     assert "tcp" in result["error"].lower() or "socket" in result["error"].lower(), result
+    # The reason is the failing step's, not CRIU's closing summary, and it names the
+    # whole log, which stays in the job's logs folder.
+    assert "Dumping FAILED" not in result["error"], result
+    log = run.jobdir / "logs" / "dump-000001.log"
+    assert f"(CRIU's log: {log})" in result["error"], result
+    assert "Dumping FAILED" in log.read_text()
     assert not (run.jobdir / "checkpoints" / "000001").exists()
     assert not list((run.jobdir / "staging").iterdir())
     assert out.read_text() == "connected\ndone\n"
