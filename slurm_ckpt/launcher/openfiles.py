@@ -174,13 +174,11 @@ def shared_writable_mappings(pid: int) -> dict[str, os.stat_result]:
         if not path.startswith("/") or path.endswith(_DELETED):
             continue  # anonymous shared memory, memfd, SysV; deleted: CRIU's ghost files
         try:
-            st = os.stat(path)
+            # By path, as CRIU reopens it (map_files/ would name the mapped file
+            # itself, but needs a capability; its inode number differs on overlayfs).
+            found[path] = os.stat(path)
         except FileNotFoundError:
-            st = None
-        if st is None or st.st_ino != int(fields[4]):
-            # (map_files/ would name the mapped file itself, but needs a capability.)
-            raise LauncherError(f"{path}, mapped shared by pid {pid}, was renamed or replaced")
-        found[path] = st
+            continue  # renamed away: CRIU's restore of the mapping fails by itself
     return found
 
 
