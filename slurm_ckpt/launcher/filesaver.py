@@ -75,6 +75,7 @@ class _Pending:
     base: BlockCopy | None  # where the unchanged blocks come from
     base_fd: int | None = None  # the base copy, held open until the fill
     unchanged: list[int] = field(default_factory=list)  # block numbers to fill from base
+    frozen_bytes: int = 0  # written while the tree was frozen
 
 
 @dataclass
@@ -82,7 +83,14 @@ class Saving:
     """What save_frozen did for one dump, for finish and committed."""
 
     pending: list[_Pending]
-    frozen_bytes: int = 0  # bytes written while the tree was frozen
+
+    @property
+    def frozen_bytes(self) -> int:
+        """Bytes of every copy written while the tree was frozen."""
+        return sum(p.frozen_bytes for p in self.pending)
+
+    def frozen_bytes_of(self, path: str) -> int:
+        return sum(p.frozen_bytes for p in self.pending if p.entry.path == path)
 
     def close(self) -> None:
         """Let go of the previous copies (finish does; a failed dump must)."""
@@ -114,13 +122,13 @@ class FileSaver:
                     continue
                 name = f"openfile-{index:04d}.data"
                 entry = OpenFile(path, file.size, file.append, saved_copy=name)
-                saving.pending.append(self._copy_changed(entry, images / name, saving))
+                saving.pending.append(self._copy_changed(entry, images / name))
         except BaseException:
             saving.close()
             raise
         return saving
 
-    def _copy_changed(self, entry: OpenFile, dest: Path, saving: Saving) -> _Pending:
+    def _copy_changed(self, entry: OpenFile, dest: Path) -> _Pending:
         block = block_size(entry.size)
         base = self.copies.get(entry.path)
         base_fd = None
@@ -153,7 +161,7 @@ class FileSaver:
                         pending.unchanged.append(number)
                         continue
                     write_all(dst.fileno(), view[:want], offset)
-                    saving.frozen_bytes += want
+                    pending.frozen_bytes += want
                 dst.truncate(entry.size)
         except BaseException as exc:
             if base_fd is not None:
