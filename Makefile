@@ -1,6 +1,6 @@
 # slurm-ckpt: developer entry points. Run as root on Debian 12.
 #   make demo     set up, run the end-to-end demo on a local 2-node cluster
-#   make test     set up, run the unit and integration tests (cluster up and down)
+#   make test     set up, run every tier of tests (cluster up and down)
 #   make bench    run every benchmark and write docs/benchmarks.md (about 20 minutes)
 
 VENV   ?= $(CURDIR)/.venv
@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit lint demo bench bench-dump bench-recovery bench-catalog bench-service bench-checksum bench-jobfs bench-files bench-load bench-report zdtm clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit test-local lint demo bench bench-dump bench-recovery bench-catalog bench-service bench-checksum bench-jobfs bench-files bench-load bench-report zdtm clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -35,6 +35,11 @@ test: setup lint
 
 test-unit:
 	$(PYTEST) -p no:cacheprovider -m unit tests/unit
+
+# The unit and local tiers: every test that needs nothing beyond the venv (no root,
+# cluster, CRIU or PostgreSQL), the contract suites' fakes included; in seconds.
+test-local:
+	$(PYTEST) -p no:cacheprovider -m "unit or local" tests/unit tests/local tests/contract
 
 # The zdtm contract alone (make test runs it too): CRIU's static tests through plain
 # CRIU and through the launcher; the table goes to docs/zdtm.md.

@@ -30,9 +30,10 @@ from slurm_ckpt.config import load_settings
 from slurm_ckpt.db import migrate
 from slurm_ckpt.db.catalog import Catalog
 from slurm_ckpt.db.session import open_database
+from slurm_ckpt.dump import registry
 from slurm_ckpt.dump.fake import FakeDumper
 from slurm_ckpt.launcher.session import Job, Session
-from slurm_ckpt.service.app import Service
+from slurm_ckpt.service.main import compose
 from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
@@ -73,6 +74,7 @@ def main() -> None:
     store.mkdir()
     ensure_user_dir(store, USER, os.geteuid(), os.getegid())
     url = f"sqlite:///{work}/catalog.db"
+    registry.register_fake()  # a benchmark, like the tests, may select the fake
     settings = load_settings(
         env={
             "SLURM_CKPT_CONFIG": "/dev/null",
@@ -97,7 +99,7 @@ def main() -> None:
         session.checkpoint()
 
     slurm.on_signal = launcher
-    service = Service(settings, catalog, slurm, cluster="bench")
+    service = compose(settings, catalog, slurm, cluster="bench")
     due_jobs = int(args.due_per_second * args.seconds)
     print(f"setting up {args.jobs} jobs ({due_jobs} due during the {args.seconds:.0f} s run)...")
 
@@ -140,7 +142,7 @@ def main() -> None:
 
     # A new instance, as after a restart, schedules every job again from its start
     # time, now chosen so that checkpoints fall due during the run.
-    service = Service(settings, catalog, slurm, cluster="bench")
+    service = compose(settings, catalog, slurm, cluster="bench")
     now = datetime.now(UTC)
     for i in range(args.jobs):
         slurm.set(100_000 + i, start_time=started(i, now))
@@ -161,7 +163,7 @@ def main() -> None:
     window_end = datetime.now(UTC) + timedelta(seconds=args.seconds - 10)
     due_in_window = sum(
         1
-        for job in service.scheduler.get_jobs()
+        for job in service.schedule.scheduler.get_jobs()
         if job.id.startswith("ckpt-") and job.next_run_time < window_end
     ) + len(delays)
     time.sleep(args.seconds - 10)
@@ -197,7 +199,7 @@ def main() -> None:
             "seconds": args.seconds,
             "due_per_second": args.due_per_second,
             "interval_s": INTERVAL,
-            "poll_interval_s": settings.service.poll_interval,
+            "poll_interval_s": settings.service.poll_interval.total_seconds(),
             "jitter_fraction": settings.service.jitter_fraction,
         },
         {

@@ -83,30 +83,6 @@ def parse_interval(text: str) -> int:
     return total
 
 
-def format_interval(seconds: int) -> str:
-    """Return the canonical unit form of `seconds`: 5400 -> "1h30m", 90 -> "1m30s".
-
-    parse_interval(format_interval(n)) == n for every n in 1..MAX_INTERVAL_SECONDS.
-    Raises IntervalError for a value outside that range.
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, int):
-        raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
-    if not 0 < seconds <= MAX_INTERVAL_SECONDS:
-        raise IntervalError(
-            f"cannot format an interval of {seconds} seconds: "
-            f"it must be between 1 and {MAX_INTERVAL_SECONDS}",
-            value=str(seconds),
-            reason="out of range",
-        )
-    parts: list[str] = []
-    rest = seconds
-    for unit, size in _UNITS:
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
-
-
 def _check_below(text: str, value: int, limit: int, name: str) -> None:
     if value >= limit:
         raise _invalid(text, f"{name} must be below {limit}")

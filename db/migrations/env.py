@@ -1,4 +1,8 @@
-"""Alembic environment of the catalog: the URL comes from the project's config."""
+"""Alembic environment of the catalog: the URL comes from whoever runs the migrations.
+
+slurm_ckpt.db.migrate passes it in the config's attributes; a plain `alembic`
+command line needs `sqlalchemy.url`. The settings are never read here.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,19 @@ from alembic import context
 
 from slurm_ckpt.db.models import Base
 from slurm_ckpt.db.session import make_engine
+from slurm_ckpt.errors import CatalogSchemaError
 
 config = context.config
 
 
 def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
-    if url:
-        return str(url)
-    from slurm_ckpt.config import get_settings
-
-    return get_settings().catalog.url
+    if not url:
+        raise CatalogSchemaError(
+            "catalog migrations need the database URL: use slurm_ckpt.db.migrate "
+            "or `ckpt-admin db`, or set sqlalchemy.url"
+        )
+    return str(url)
 
 
 def run_offline() -> None:

@@ -27,6 +27,7 @@ from slurm_ckpt.service.ops import Backend, Operations
 class App:
     config_file: Path | None = None
     cluster_override: str | None = None
+    catalog_url_override: str | None = None  # `db --url`
     fixed_now: datetime | None = None  # tests pin the clock (hidden --now / $SLURM_CKPT_NOW)
     _settings: Settings | None = field(default=None, repr=False)
     _catalog: Catalog | None = field(default=None, repr=False)
@@ -43,9 +44,15 @@ class App:
         return self.cluster_override or self.settings.slurm.cluster
 
     @property
+    def catalog_url(self) -> str:
+        if self.catalog_url_override is not None:
+            return self.catalog_url_override
+        return self.settings.catalog.url
+
+    @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = Catalog(open_database(self.settings.catalog.url))
+            self._catalog = Catalog(open_database(self.catalog_url))
         return self._catalog
 
     @property

@@ -1,16 +1,18 @@
-"""`ckpt-admin db`: create, upgrade and inspect the catalog's schema."""
+"""`ckpt-admin db`: create, upgrade and inspect the catalog's schema.
+
+Like every command, it reads the settings of `ckpt-admin --config` (catalog.url,
+admin.group) and leaves its errors to the one handler in main.py, so their
+exit codes are those of cli.errors (5: the catalog cannot be reached or
+migrated, 10: a bad configuration).
+"""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
 
+from slurm_ckpt.cli.context import App, pass_app
 from slurm_ckpt.db import migrate
 from slurm_ckpt.db.session import shown_url
-from slurm_ckpt.errors import CkptError
 
 
 @click.group("db")
@@ -19,57 +21,36 @@ from slurm_ckpt.errors import CkptError
     metavar="URL",
     help="Catalog database URL (default: catalog.url from the configuration).",
 )
-@click.pass_context
-def db(ctx: click.Context, url: str | None) -> None:
+@pass_app
+def db(app: App, url: str | None) -> None:
     """Create, upgrade and inspect the catalog's schema."""
-    ctx.obj = url
+    app.catalog_url_override = url
 
 
 @db.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
-@click.pass_obj
-def upgrade(url: str | None, revision: str) -> None:
+@pass_app
+def upgrade(app: App, revision: str) -> None:
     """Create the catalog or bring its schema up to date.
 
     A SQLite catalog is left readable by root and the admin group only.
     """
-    from slurm_ckpt.config import get_settings
-
-    with _one_line_errors():
-        target = _url(url)
-        now = migrate.upgrade(target, revision, group=get_settings().admin.group)
-        click.echo(f"catalog {shown_url(target)}: at revision {now}")
+    url = app.catalog_url
+    now = migrate.upgrade(url, revision, group=app.settings.admin.group)
+    click.echo(f"catalog {shown_url(url)}: at revision {now}")
 
 
 @db.command()
-@click.pass_obj
-def current(url: str | None) -> None:
+@pass_app
+def current(app: App) -> None:
     """Show the catalog's schema revision and whether it is the newest."""
-    with _one_line_errors():
-        target = _url(url)
-        now = migrate.current(target)
-        head = migrate.head()
-        if now is None:
-            state = "empty: run `ckpt-admin db upgrade`"
-        elif now == head:
-            state = "up to date"
-        else:
-            state = f"behind {head}: run `ckpt-admin db upgrade`"
-        click.echo(f"catalog {shown_url(target)}: revision {now or 'none'} ({state})")
-
-
-def _url(url: str | None) -> str:
-    if url is not None:
-        return url
-    from slurm_ckpt.config import get_settings
-
-    return get_settings().catalog.url
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except CkptError as err:
-        click.echo(f"ckpt-admin db: {err}", err=True)
-        sys.exit(1)
+    url = app.catalog_url
+    now = migrate.current(url)
+    head = migrate.head()
+    if now is None:
+        state = "empty: run `ckpt-admin db upgrade`"
+    elif now == head:
+        state = "up to date"
+    else:
+        state = f"behind {head}: run `ckpt-admin db upgrade`"
+    click.echo(f"catalog {shown_url(url)}: revision {now or 'none'} ({state})")

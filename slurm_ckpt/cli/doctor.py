@@ -285,9 +285,10 @@ def check_job_submit(s: Settings) -> CheckResult:
     name = "job-submit-lua"
     folder = _slurm_conf_dir()
     lua, settings_file = folder / "job_submit.lua", folder / "slurm-ckpt-submit.conf"
+    want = str(int(s.checkpoint.min_interval.total_seconds()))  # the file counts seconds
     fix = (
         f"install plugins/job_submit.lua as {lua}, JobSubmitPlugins=lua in slurm.conf, and "
-        f"{settings_file} with launcher and min_interval = {s.checkpoint.min_interval}"
+        f"{settings_file} with launcher and min_interval = {want}"
     )
     try:
         head = lua.read_text(errors="replace")[:200]
@@ -308,7 +309,6 @@ def check_job_submit(s: Settings) -> CheckResult:
     launcher = values.get("launcher", "")
     if not launcher or not os.access(launcher, os.X_OK):
         return CheckResult(name, False, f"launcher {launcher or '(unset)'} is not executable", fix)
-    want = str(s.checkpoint.min_interval)
     if values.get("min_interval") != want:
         return CheckResult(
             name,

@@ -85,12 +85,6 @@ class ChecksFailed(CliError):
     exit_code = ExitCode.CHECK_FAILED
 
 
-class BadArgument(CliError):
-    """An argument that click accepted is still not acceptable."""
-
-    exit_code = ExitCode.USAGE
-
-
 def exit_code_for(err: BaseException) -> ExitCode:
     """The exit code for an error that ends a command."""
     if isinstance(err, CliError):

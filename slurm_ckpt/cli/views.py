@@ -19,9 +19,7 @@ from slurm_ckpt.db.catalog import (
     JobRecord,
     JobSummary,
 )
-from slurm_ckpt.db.states import CheckpointState, JobState
-
-OPEN_STATES = frozenset({JobState.PENDING, JobState.RUNNING, JobState.REQUEUED})
+from slurm_ckpt.db.states import OPEN_JOB_STATES, CheckpointState, JobState
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class JobView:
     def recent_failure(self) -> bool:
         """An open job whose newest outcome is a failure: nothing valid came after it."""
         a = self.activity
-        if a is None or a.last_error is None or self.job.state not in OPEN_STATES:
+        if a is None or a.last_error is None or self.job.state not in OPEN_JOB_STATES:
             return False
         return self.last_valid_at is None or (
             a.last_failed_at is not None and a.last_failed_at > self.last_valid_at
@@ -186,6 +184,7 @@ def job_fields(view: JobView, now: datetime) -> list[tuple[str, str]]:
 CHECKPOINT_COLUMNS = (
     Column("SEQ", "right"),
     Column("STATE"),
+    Column("KIND"),
     Column("REQUESTED"),
     Column("TOOK", "right"),
     Column("SIZE", "right"),
@@ -202,6 +201,7 @@ def checkpoint_cells(c: CheckpointRecord) -> list[str]:
     return [
         str(c.seq),
         c.state.value,
+        c.kind.value,
         h.local_time(c.created_at),
         h.seconds_text(took),
         h.size_short(c.total_bytes),
@@ -217,6 +217,7 @@ def checkpoint_json(c: CheckpointRecord) -> dict[str, Any]:
     return {
         "seq": c.seq,
         "state": c.state.value,
+        "kind": c.kind.value,
         "requested_at": h.iso(c.created_at),
         "completed_at": h.iso(c.completed_at),
         "total_bytes": c.total_bytes,

@@ -1,5 +1,8 @@
 """Drive the Alembic migrations in db/migrations/ from code: no alembic.ini needed.
 
+Every function takes the catalog's URL: this module never reads the settings
+(callers pass `catalog.url`), so it works on any database it is pointed at.
+
 In a source tree the migrations are db/migrations/ at the top; an installed
 wheel carries them as slurm_ckpt/db/migrations/ (see pyproject.toml).
 """
@@ -35,12 +38,8 @@ def migrations_dir() -> Path:
     raise CatalogSchemaError(f"catalog migrations not found (looked in {tried})")
 
 
-def alembic_config(url: str | None = None) -> Config:
-    """An Alembic Config for the catalog at `url` (default: the configured catalog.url)."""
-    if url is None:
-        from slurm_ckpt.config import get_settings
-
-        url = get_settings().catalog.url
+def alembic_config(url: str) -> Config:
+    """An Alembic Config for the catalog at `url`."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     # env.py reads the URL from here; attributes avoid ConfigParser's % interpolation.
@@ -48,9 +47,7 @@ def alembic_config(url: str | None = None) -> Config:
     return config
 
 
-def upgrade(
-    url: str | None = None, revision: str = "head", *, group: str | None = None
-) -> str | None:
+def upgrade(url: str, revision: str = "head", *, group: str | None = None) -> str | None:
     """Bring the catalog's schema to `revision`; return the revision it is at afterwards.
 
     A SQLite file is created readable by its owner only; with `group` (the admin
@@ -64,14 +61,14 @@ def upgrade(
     return current(url)
 
 
-def downgrade(url: str | None, revision: str) -> str | None:
+def downgrade(url: str, revision: str) -> str | None:
     """Take the catalog's schema back to `revision` ("base" drops everything)."""
     config = alembic_config(url)
     _run(config, lambda: command.downgrade(config, revision))
     return current(url)
 
 
-def current(url: str | None = None) -> str | None:
+def current(url: str) -> str | None:
     """The revision the catalog is at, None for an empty (never upgraded) database."""
     config = alembic_config(url)
     db = open_database(config.attributes["url"])

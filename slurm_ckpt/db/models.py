@@ -30,7 +30,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, EventKind, JobState
+from slurm_ckpt.db.states import (
+    ActionKind,
+    ActionState,
+    CheckpointKind,
+    CheckpointState,
+    EventKind,
+    JobState,
+)
 
 # Stable constraint names, so migrations can name what they alter on every database.
 NAMING_CONVENTION = {
@@ -133,12 +140,15 @@ class Job(Base):
     uncheckpointable_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Requeues made by walltime chaining, a subset of restart_count (migration 0005).
+    chained_runs: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     __table_args__ = (
         UniqueConstraint("cluster", "slurm_job_id"),
         CheckConstraint(_one_of("state", JobState), name="state"),
         CheckConstraint("interval_seconds > 0", name="interval_positive"),
         CheckConstraint("restart_count >= 0", name="restart_count_not_negative"),
+        CheckConstraint("chained_runs >= 0", name="chained_runs_not_negative"),
         CheckConstraint("slurm_job_id > 0", name="slurm_job_id_positive"),
         Index(None, "user_name"),
     )
@@ -165,10 +175,17 @@ class Checkpoint(Base):
     job_restart_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The server default gives rows older than migration 0005 their kind.
+    kind: Mapped[CheckpointKind] = mapped_column(
+        EnumText(CheckpointKind),
+        default=CheckpointKind.PERIODIC,
+        server_default=CheckpointKind.PERIODIC.value,
+    )
 
     __table_args__ = (
         UniqueConstraint("job_id", "seq"),
         CheckConstraint(_one_of("state", CheckpointState), name="state"),
+        CheckConstraint(_one_of("kind", CheckpointKind), name="kind"),
         CheckConstraint("seq >= 1", name="seq_positive"),
         CheckConstraint("total_bytes IS NULL OR total_bytes >= 0", name="total_bytes_not_negative"),
         CheckConstraint("file_count IS NULL OR file_count >= 0", name="file_count_not_negative"),

@@ -147,12 +147,8 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str | URL | None = None, **engine_kwargs: Any) -> Database:
-    """The catalog at `url`, by default the configured `catalog.url`."""
-    if url is None:
-        from slurm_ckpt.config import get_settings
-
-        url = get_settings().catalog.url
+def open_database(url: str | URL, **engine_kwargs: Any) -> Database:
+    """The catalog at `url` (callers pass the configured `catalog.url`); see `make_engine`."""
     return Database(make_engine(url, **engine_kwargs))
 
 

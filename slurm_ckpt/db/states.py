@@ -1,4 +1,7 @@
-"""Named states of jobs and checkpoints, event kinds, and the checkpoint state machine."""
+"""Named states of jobs and checkpoints, event and checkpoint kinds, and the state machines.
+
+Pure: the in-job launcher imports it, so it must never import SQLAlchemy.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,16 @@ class CheckpointState(StrEnum):
     FAILED = "FAILED"  # dump failed, or no result by the deadline
     OBSOLETE = "OBSOLETE"  # retention gave it up; its files may be deleted
     DELETED = "DELETED"  # its files are gone; the row stays as history
+
+
+class CheckpointKind(StrEnum):
+    """Why a checkpoint was taken."""
+
+    PERIODIC = "periodic"  # the job's own schedule
+    # The last one before a stop: the launcher's own on Slurm's signal (time limit,
+    # preemption), or the service's before a walltime-chaining requeue.
+    FINAL = "final"
+    ADMIN = "admin"  # `ckpt-admin checkpoint`, `requeue` or `drain`
 
 
 # FAILED -> OBSOLETE lets retention hand a failed dump's leftovers to deletion
@@ -56,6 +69,10 @@ class JobState(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+# States in which a job may still run (again).
+OPEN_JOB_STATES = frozenset({JobState.PENDING, JobState.RUNNING, JobState.REQUEUED})
 
 
 class EventKind(StrEnum):

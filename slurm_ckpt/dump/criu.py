@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,21 @@ def _open_dir(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
+@contextmanager
+def _open_folders(
+    images: Path, log_file: Path, error: type[DumpFailed | RestoreFailed]
+) -> Iterator[tuple[int, int]]:
+    """The images folder and the log's, open for CRIU; one that cannot be opened is `error`."""
+    with ExitStack() as stack:
+        fds = []
+        for path in (images, log_file.parent):
+            try:
+                fds.append(stack.enter_context(_open_dir(path)))
+            except OSError as exc:
+                raise error(f"cannot open {path}: {exc.strerror}") from exc
+        yield fds[0], fds[1]
+
+
 class CriuDumper:
     """Dump and restore through `criu swrk`, unprivileged, with --leave-running dumps."""
 
@@ -261,7 +276,7 @@ class CriuDumper:
             return True
 
         started = time.monotonic()
-        with _open_dir(images) as images_fd, _open_dir(log_file.parent) as log_fd:
+        with _open_folders(images, log_file, DumpFailed) as (images_fd, log_fd):
             opts = self._options(images_fd, log_fd, log_file.name)
             opts.pid = pid
             opts.leave_running = True
@@ -311,7 +326,7 @@ class CriuDumper:
     def restore(self, images: Path, *, log_file: Path) -> RestoreResult:
         rpc = _rpc()
         started = time.monotonic()
-        with _open_dir(images) as images_fd, _open_dir(log_file.parent) as log_fd:
+        with _open_folders(images, log_file, RestoreFailed) as (images_fd, log_fd):
             opts = self._options(images_fd, log_fd, log_file.name)
             # The restored root becomes our child, so we can wait for it.
             opts.rst_sibling = True

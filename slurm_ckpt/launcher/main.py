@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, NoReturn  # noqa: E402
 from slurm_ckpt.errors import CkptError  # noqa: E402
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from slurm_ckpt.launcher.session import Session
     from slurm_ckpt.store.layout import JobDir
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     from slurm_ckpt.config import get_settings
-    from slurm_ckpt.dump.registry import get_dumper
+    from slurm_ckpt.dump import registry
     from slurm_ckpt.launcher import permission
     from slurm_ckpt.launcher.session import Job, Session
     from slurm_ckpt.store.layout import parse_job_id
@@ -126,13 +128,15 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
         refused = permission.refusal(permission.look(binary), binary, settings.criu.group)
         if refused is not None:
             raise permission.NotPermitted(refused)
-    dumper = get_dumper(
+    dumper = registry.create(
         settings.launcher.dumper,
-        binary=settings.criu.binary,
-        timeout=settings.launcher.dump_timeout,
-        file_locks=settings.criu.file_locks,
-        # A deleted scratch file is the job's data like any other it writes.
-        ghost_limit=settings.launcher.copy_max_bytes,
+        registry.DumperOptions(
+            binary=settings.criu.binary,
+            timeout=settings.launcher.dump_timeout,
+            file_locks=settings.criu.file_locks,
+            # A deleted scratch file is the job's data like any other it writes.
+            ghost_limit=settings.launcher.copy_max_bytes,
+        ),
     )
     session = Session(
         Job(job_id, restart_count, interpreter, script, args), jobdir, dumper, settings
@@ -160,7 +164,7 @@ def _set_up(interpreter: list[str], script: Path, args: list[str]) -> "Session":
     return session
 
 
-def _job_dir(root: Path, job_id: int, wait: float) -> "JobDir":
+def _job_dir(root: Path, job_id: int, wait: "timedelta") -> "JobDir":
     """The job's folder inside the user's own one, which the service makes when it
     starts tracking the user's first job: a job that starts at once waits for it."""
     import pwd
@@ -170,7 +174,7 @@ def _job_dir(root: Path, job_id: int, wait: float) -> "JobDir":
     from slurm_ckpt.store.layout import ensure_job_dir
 
     user = pwd.getpwuid(os.geteuid()).pw_name
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + wait.total_seconds()
     while True:
         try:
             return ensure_job_dir(root, user, job_id)

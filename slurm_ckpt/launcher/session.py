@@ -27,12 +27,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slurm_ckpt import exchange
 from slurm_ckpt.config import Settings
+from slurm_ckpt.db.states import CheckpointKind
 from slurm_ckpt.dump.base import Dumper
 from slurm_ckpt.errors import CkptError, LauncherError, StoreError
-from slurm_ckpt.launcher import messages, openfiles
+from slurm_ckpt.exchange import (
+    Attempt,
+    CheckpointRequest,
+    CheckpointResult,
+    RestartOutcome,
+    RestartReport,
+)
+from slurm_ckpt.launcher import openfiles
 from slurm_ckpt.launcher.filesaver import FileSaver, Saving
-from slurm_ckpt.launcher.messages import CheckpointRequest, CheckpointResult, RestartReport
 from slurm_ckpt.store import verify, writer
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.layout import JobDir
@@ -112,9 +120,9 @@ class Session:
         if self.job.restart_count > 0:
             report = self._restore()
             self._report_restart(report)
-            if report.outcome in (messages.RESTORED, messages.FELL_BACK):
+            if report.outcome in (RestartOutcome.RESTORED, RestartOutcome.FELL_BACK):
                 return None
-            if report.outcome == messages.FAILED:
+            if report.outcome == RestartOutcome.FAILED:
                 log.error("no usable image and launcher.no_image = fail: the job fails")
                 return 1
         self._start_fresh()
@@ -155,34 +163,38 @@ class Session:
 
     def _own_result_ok(self, seq: int) -> bool:
         try:
-            result = json.loads(self.jobdir.result_file(seq).read_bytes()[:65536])
-        except (OSError, ValueError):
+            doc = json.loads(
+                self.jobdir.result_file(seq).read_bytes()[: exchange.MAX_MESSAGE_BYTES]
+            )
+        except (OSError, ValueError, RecursionError):
             return False
-        return isinstance(result, dict) and result.get("ok") is True and result.get("seq") == seq
+        return exchange.read_result(doc, seq).ok
 
     def _restore(self) -> RestartReport:
         seqs = self._candidates()
-        attempts: list[dict[str, object]] = []
+        attempts: list[Attempt] = []
         for index, seq in enumerate(seqs):
             try:
                 started = time.monotonic()
                 pid = self._restore_one(seq)
             except (CkptError, OSError) as exc:
                 log.warning("image %d not restored: %s", seq, exc)
-                attempts.append({"seq": seq, "error": _with_log(exc)})
+                attempts.append(Attempt(seq, _with_log(exc)))
                 continue
             self.child = pid
-            outcome = messages.RESTORED if index == 0 else messages.FELL_BACK
+            outcome = RestartOutcome.RESTORED if index == 0 else RestartOutcome.FELL_BACK
             log.info("restored image %d as pid %d (%s)", seq, pid, outcome)
             return self._report(outcome, seq, attempts, time.monotonic() - started)
         outcome = (
-            messages.FAILED if self.settings.launcher.no_image == "fail" else (messages.FRESH_START)
+            RestartOutcome.FAILED
+            if self.settings.launcher.no_image == "fail"
+            else RestartOutcome.FRESH_START
         )
         log.warning("no usable image among %s: %s", seqs or "none", outcome)
         return self._report(outcome, None, attempts, 0.0)
 
     def _report(
-        self, outcome: str, seq: int | None, attempts: list[dict[str, object]], seconds: float
+        self, outcome: RestartOutcome, seq: int | None, attempts: list[Attempt], seconds: float
     ) -> RestartReport:
         return RestartReport(
             job_id=self.job.job_id,
@@ -225,22 +237,21 @@ class Session:
 
     def _wait_pids_free(self, pids: tuple[int, ...]) -> None:
         # A killed tree's zombies can linger a moment before they are reaped.
-        deadline = time.monotonic() + self.settings.launcher.pid_wait
+        wait = self.settings.launcher.pid_wait.total_seconds()
+        deadline = time.monotonic() + wait
         while True:
             busy = [p for p in pids if os.path.exists(f"/proc/{p}")]
             if not busy:
                 return
             if time.monotonic() >= deadline:
                 raise LauncherError(
-                    f"pids {busy} of the image are in use on this node "
-                    f"after {self.settings.launcher.pid_wait:.0f}s"
+                    f"pids {busy} of the image are in use on this node after {wait:.0f}s"
                 )
             time.sleep(0.05)
 
     def _report_restart(self, report: RestartReport) -> None:
-        folder = self.jobdir.path / "restarts"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        write_atomic(folder / f"{report.restart_count:04d}.json", report.to_json())
+        self.jobdir.restarts_dir.mkdir(mode=0o700, exist_ok=True)
+        write_atomic(self.jobdir.restart_report(report.restart_count), report.to_json())
 
     # -- run -----------------------------------------------------------------
 
@@ -284,19 +295,21 @@ class Session:
         except FileNotFoundError:
             return None
         path.unlink(missing_ok=True)
-        return messages.parse_request(data, self.job.job_id)
+        return exchange.parse_request(data, self.job.job_id)
 
     def checkpoint(self) -> CheckpointResult | None:
         """Serve one SIGUSR1: dump the workload and write the result file."""
         try:
             request = self._read_request()
-        except messages.BadRequest as exc:
+        except exchange.BadRequest as exc:
             log.error("checkpoint request refused: %s", exc)
             self.jobdir.results_dir.mkdir(mode=0o700, exist_ok=True)
             write_atomic(self.jobdir.results_dir / "rejected-request.txt", f"{exc}\n".encode())
             return None
         if request is None:
-            request = CheckpointRequest(seq=self.jobdir.next_seq(), kind="final")
+            request = CheckpointRequest(
+                job_id=self.job.job_id, seq=self.jobdir.next_seq(), kind=CheckpointKind.FINAL
+            )
         elif self.jobdir.result_file(request.seq).exists():
             # This seq is answered already: the service asked for the number our own
             # final checkpoint took a moment ago. Its result stands; the service reads it.
@@ -326,7 +339,7 @@ class Session:
                 raise LauncherError("the dump ended without the moment the tree was frozen")
             recorded = self.files.finish(saved[0])
             committed = time.monotonic()
-            final, manifest = writer.commit_checkpoint(
+            final, _ = writer.commit_checkpoint(
                 self.jobdir,
                 staging,
                 seq=seq,
@@ -346,7 +359,7 @@ class Session:
                 saving.close()
             self.files.forget()  # the next copies are whole, from the files themselves
             log.error("checkpoint %d failed: %s", seq, exc)
-            return self._result(request, False, error=_with_log(exc), criu_log=str(log_file))
+            return self._result(request, False, error=_with_log(exc))
         self.files.committed(saved[0], final)
         # A dump that worked needs no log; one per checkpoint would fill the folder.
         log_file.unlink(missing_ok=True)
@@ -360,9 +373,6 @@ class Session:
         return self._result(
             request,
             True,
-            path=str(final.relative_to(self.jobdir.path)),
-            total_bytes=manifest.total_size,
-            file_count=len(manifest.files),
             dump_seconds=stats.seconds,
             freeze_seconds=stats.frozen_seconds,
             commit_seconds=time.monotonic() - committed,

@@ -31,19 +31,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from slurm_ckpt.db.catalog import ActionRecord, CheckpointRecord, JobRecord
-from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, JobState
+from slurm_ckpt.db.catalog import ActionRecord, Catalog, CheckpointRecord, JobRecord
+from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointKind, CheckpointState, JobState
 from slurm_ckpt.errors import CatalogConflict, CatalogError, SlurmError
-from slurm_ckpt.service.checkpoints import Outcome, Sent
+from slurm_ckpt.service.checkpoints import InFlight, Outcome, Sent
+from slurm_ckpt.slurm.base import SlurmAdapter
 from slurm_ckpt.store import untrusted
-
-if TYPE_CHECKING:
-    from slurm_ckpt.service.app import Service
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +90,44 @@ class Task:
     watched: set[int] = field(default_factory=set)  # catalog job ids whose outcomes matter
 
 
-class ActionRunner:
-    """Carries out the admin actions of one cluster for a Service."""
+class Checkpointing(Protocol):
+    """What admin actions need of the service's checkpoints (schedule.Schedule)."""
 
-    def __init__(self, service: Service, cluster: str) -> None:
-        self.service = service
-        self.catalog = service.catalog
+    def checkpoint_now(self, job_id: int, kind: CheckpointKind = CheckpointKind.PERIODIC) -> Sent:
+        """Never raises: a request that could not be made is Sent.FAILED."""
+        ...
+
+    def in_flight(self) -> list[InFlight]: ...
+
+
+class Pruning(Protocol):
+    """What gc needs (checkpoints.Checkpointer). Both raise CatalogError, StoreError."""
+
+    def apply_retention(self, job: JobRecord, now: datetime) -> None: ...
+
+    def delete_obsolete(self, job: JobRecord) -> None: ...
+
+
+class ActionRunner:
+    """Carries out the admin actions of one cluster."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        slurm: SlurmAdapter,
+        checkpointing: Checkpointing,
+        pruning: Pruning,
+        *,
+        cluster: str,
+        clock: Callable[[], datetime],
+        stopped: threading.Event,
+    ) -> None:
+        self.catalog = catalog
+        self.slurm = slurm
+        self.checkpointing = checkpointing
+        self.pruning = pruning
+        self.clock = clock
+        self.stopped = stopped
         self.cluster = cluster
         self._tasks: dict[int, Task] = {}  # by action id; touched by `run` only
         self._lock = threading.Lock()
@@ -107,7 +138,7 @@ class ActionRunner:
     # -- entry points ----------------------------------------------------------
 
     def on_outcome(self, outcome: Outcome) -> None:
-        """A checkpoint ended (called by the Service from the collecting thread)."""
+        """A checkpoint ended (called from the collecting thread)."""
         with self._lock:
             seen = self._outcomes.get(outcome.job.id)
             if seen is not None:
@@ -115,9 +146,9 @@ class ActionRunner:
 
     def run(self) -> None:
         """One pass: recover once, claim new actions, advance every held one."""
-        if self.service.stopped.is_set():
+        if self.stopped.is_set():
             return  # a stopping service leaves its actions to the next instance
-        now = self.service.clock()
+        now = self.clock()
         try:
             if not self._recovered:
                 self.recover(now)
@@ -210,7 +241,7 @@ class ActionRunner:
         reason = str(
             action.options.get("reason") or f"drained by {action.requested_by} (ckpt-admin)"
         )
-        slurm = self.service.slurm
+        slurm = self.slurm
         try:
             # First, so no new job lands there while the running ones are moved.
             slurm.drain_node(node, reason)
@@ -251,7 +282,7 @@ class ActionRunner:
     def _request(self, move: Move) -> None:
         job = _tracked(move)
         before = self._seen(job.id)
-        sent = self.service.checkpoint_now(job.id, kind="admin")
+        sent = self.checkpointing.checkpoint_now(job.id, CheckpointKind.ADMIN)
         later = self._since(job.id, before)
         if sent in (Sent.SENT, Sent.IN_FLIGHT):
             flight = self._in_flight(job)
@@ -275,9 +306,7 @@ class ActionRunner:
         if arrived:
             self._ended(move, arrived[-1])
             return
-        if any(
-            f.checkpoint.id == move.checkpoint_id for f in self.service.checkpointer.in_flight()
-        ):
+        if any(f.checkpoint.id == move.checkpoint_id for f in self.checkpointing.in_flight()):
             return
         if move.checkpoint_id is None:
             return
@@ -304,7 +333,7 @@ class ActionRunner:
                 else "no valid image: it starts again"
             )
         try:
-            self.service.slurm.requeue(job.slurm_job_id)
+            self.slurm.requeue(job.slurm_job_id)
         except SlurmError as exc:
             move.step = Step.FAILED
             move.detail = _join(move.detail, f"requeue failed: {exc}")
@@ -377,7 +406,6 @@ class ActionRunner:
     # -- gc ------------------------------------------------------------------------
 
     def _gc(self, now: datetime) -> tuple[ActionState, str]:
-        checkpointer = self.service.checkpointer
         jobs = [s.job for s in self.catalog.job_summaries(cluster=self.cluster)]
         images = size = 0
         failures = []
@@ -388,8 +416,8 @@ class ActionRunner:
             if not before:
                 continue
             try:
-                checkpointer.apply_retention(job, now)
-                checkpointer.delete_obsolete(job)
+                self.pruning.apply_retention(job, now)
+                self.pruning.delete_obsolete(job)
             except CatalogError:
                 raise  # the whole pass runs again: both steps pick up where they stopped
             except Exception as exc:  # one job's folder never stops the others' gc
@@ -427,7 +455,7 @@ class ActionRunner:
 
     def _in_flight(self, job: JobRecord) -> CheckpointRecord | None:
         """The job's checkpoint in flight: this instance's, or one another instance asked for."""
-        for flight in self.service.checkpointer.in_flight():
+        for flight in self.checkpointing.in_flight():
             if flight.job.id == job.id:
                 return flight.checkpoint
         requested = self.catalog.checkpoints(job.id, states=[CheckpointState.REQUESTED])
@@ -470,7 +498,7 @@ def _outcome_of(job: JobRecord, row: CheckpointRecord) -> Outcome:
         total_bytes=row.total_bytes or 0,
         dump_seconds=row.dump_seconds or 0.0,
         freeze_seconds=row.freeze_seconds or 0.0,
-        kind="admin",
+        kind=CheckpointKind.ADMIN,
     )
 
 

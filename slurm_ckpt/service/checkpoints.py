@@ -14,7 +14,6 @@ Order of every checkpoint, each step durable before the next:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from enum import StrEnum
 
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, DumpResult, JobRecord
 from slurm_ckpt.db.retention import RetentionPolicy
-from slurm_ckpt.db.states import CheckpointState, EventKind
+from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import (
     CatalogConflict,
     CatalogError,
@@ -33,13 +32,12 @@ from slurm_ckpt.errors import (
     IllegalTransition,
     StoreError,
 )
+from slurm_ckpt.exchange import CheckpointRequest, ResultReply, images_list, read_result
 from slurm_ckpt.service.policy import Admission, FailureTracker
-from slurm_ckpt.service.replies import ResultReply, result_reply
 from slurm_ckpt.slurm.base import SlurmAdapter
 from slurm_ckpt.store import untrusted
 from slurm_ckpt.store.checksum import ALGORITHM, hash_bytes
 from slurm_ckpt.store.jobfs import JobFiles, JobRef
-from slurm_ckpt.store.verify import images_list
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +61,8 @@ class Sent(StrEnum):
 @dataclass(frozen=True)
 class InFlight:
     job: JobRecord
-    checkpoint: CheckpointRecord
+    checkpoint: CheckpointRecord  # its kind says why it was asked for
     deadline: datetime
-    kind: str
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class Outcome:
     total_bytes: int = 0
     dump_seconds: float = 0.0
     freeze_seconds: float = 0.0
-    kind: str = "periodic"
+    kind: CheckpointKind = CheckpointKind.PERIODIC
 
 
 class Checkpointer:
@@ -141,10 +138,16 @@ class Checkpointer:
 
     # -- request ---------------------------------------------------------------
 
-    def request(self, job: JobRecord, now: datetime, *, kind: str = "periodic") -> Sent:
+    def forget(self, job_id: int) -> None:
+        """The job stopped for good: its failures no longer delay anything."""
+        self.failures.forget(job_id)
+
+    def request(
+        self, job: JobRecord, now: datetime, *, kind: CheckpointKind = CheckpointKind.PERIODIC
+    ) -> Sent:
         """Ask for a checkpoint of `job` now, if the back-off and admission allow."""
         retry_at = self.failures.retry_at(job.id)
-        if retry_at is not None and retry_at > now and kind == "periodic":
+        if retry_at is not None and retry_at > now and kind == CheckpointKind.PERIODIC:
             log.debug("job %d: backing off until %s", job.slurm_job_id, retry_at)
             return Sent.BACKING_OFF
         if self.busy(job.id):
@@ -153,7 +156,7 @@ class Checkpointer:
             log.debug("job %d: admission full, not now", job.slurm_job_id)
             return Sent.ADMISSION_FULL
         try:
-            checkpoint = self.catalog.request_checkpoint(job.id, now)
+            checkpoint = self.catalog.request_checkpoint(job.id, now, kind)
         except CatalogConflict as exc:
             self.admission.release(job.id)
             log.info("job %d: %s", job.slurm_job_id, exc)
@@ -161,7 +164,7 @@ class Checkpointer:
         except BaseException:
             self.admission.release(job.id)
             raise
-        flight = InFlight(job, checkpoint, now + self.deadline, kind)
+        flight = InFlight(job, checkpoint, now + self.deadline)
         with self._lock:
             self._in_flight[checkpoint.id] = flight
         try:
@@ -173,14 +176,14 @@ class Checkpointer:
         return Sent.SENT
 
     def _send(self, flight: InFlight) -> None:
-        body = {
-            "job_id": flight.job.slurm_job_id,
-            "seq": flight.checkpoint.seq,
-            "kind": flight.kind,
-            "requested_at": flight.checkpoint.created_at.isoformat(),
-        }
+        request = CheckpointRequest(
+            job_id=flight.job.slurm_job_id,
+            seq=flight.checkpoint.seq,
+            kind=flight.checkpoint.kind,
+            requested_at=flight.checkpoint.created_at,
+        )
         # As the job's owner, into the owner's own folder (refused when it is not).
-        self.files.write_request(self.ref(flight.job), json.dumps(body).encode())
+        self.files.write_request(self.ref(flight.job), request.to_json())
         self.slurm.signal_batch(flight.job.slurm_job_id, "USR1")
 
     # -- collect ---------------------------------------------------------------
@@ -192,7 +195,7 @@ class Checkpointer:
         so it is sent again unless its result is there: harmless if it had arrived,
         since the launcher answers a seq only once.
         """
-        flight = InFlight(job, checkpoint, checkpoint.created_at + self.deadline, "periodic")
+        flight = InFlight(job, checkpoint, checkpoint.created_at + self.deadline)
         with self._lock:
             self._in_flight[checkpoint.id] = flight
         self.admission.try_acquire(job.id, str(self.files.store_root))
@@ -270,7 +273,7 @@ class Checkpointer:
         except StoreError as exc:
             log.warning("job %d: result %d not read: %s", job.slurm_job_id, seq, exc)
             return None
-        return None if doc is None else result_reply(doc, seq)
+        return None if doc is None else read_result(doc, seq)
 
     def _complete(self, flight: InFlight, reply: ResultReply, now: datetime) -> Outcome:
         if not reply.ok:
@@ -346,6 +349,19 @@ class Checkpointer:
         with self.job_lock(job.id):
             self.files.delete_checkpoint(self.ref(job), seq)
         return True
+
+    def interrupted(self, job: JobRecord, now: datetime) -> None:
+        """A job stopped running or was requeued: its launcher may have taken a final
+        checkpoint of its own; a stopped one leaves no dump running to stage."""
+        self.adopt_unrequested(job, now)
+        if job.state == JobState.RUNNING:
+            return
+        try:
+            self.clean_staging(job)
+        except CatalogError:
+            raise
+        except Exception as exc:
+            log.warning("job %d: staging not cleaned: %s", job.slurm_job_id, exc)
 
     def adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
         """Record the launcher's own final checkpoints (taken on Slurm's signal before a
@@ -437,7 +453,7 @@ class Checkpointer:
             total_bytes=dump.total_bytes if dump else 0,
             dump_seconds=dump.dump_seconds if dump else 0.0,
             freeze_seconds=dump.freeze_seconds if dump else 0.0,
-            kind=flight.kind,
+            kind=checkpoint.kind,
         )
         self.on_outcome(outcome)
         return outcome

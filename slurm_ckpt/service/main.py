@@ -1,4 +1,8 @@
-"""Entry point of `slurm-ckptd`: foreground, logs to stderr (or syslog), SIGTERM stops it."""
+"""Entry point of `slurm-ckptd`: foreground, logs to stderr (or syslog), SIGTERM stops it.
+
+Also the composition root: `compose` builds the service's collaborators from the
+settings, each with only what it needs; nothing else reads the whole Settings.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,32 @@ import logging.handlers
 import os
 import signal
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
 import click
 
 from slurm_ckpt import __version__
+from slurm_ckpt.config import Settings, get_settings, load_settings
+from slurm_ckpt.db import migrate
+from slurm_ckpt.db.catalog import Catalog
+from slurm_ckpt.db.session import open_database, shown_url
 from slurm_ckpt.errors import CkptError
+from slurm_ckpt.service.actions import ActionRunner
+from slurm_ckpt.service.api import Api, ApiServer
+from slurm_ckpt.service.app import Service, utcnow
+from slurm_ckpt.service.chaining import Chainer
+from slurm_ckpt.service.checkpoints import Checkpointer, Outcome
+from slurm_ckpt.service.eligibility import CriuGroup
+from slurm_ckpt.service.metrics import Metrics, MetricsServer
+from slurm_ckpt.service.policy import Admission, FailureTracker, RequeuePolicy, WalltimeChaining
+from slurm_ckpt.service.schedule import Schedule
+from slurm_ckpt.service.sync import Syncer
+from slurm_ckpt.slurm import registry
+from slurm_ckpt.slurm.base import SlurmAdapter
+from slurm_ckpt.store.jobfs import shared_job_files
 
 log = logging.getLogger("slurm_ckpt.service")
 
@@ -54,8 +77,6 @@ def _logging(level: str, syslog: bool) -> None:
 def cli(config_file: Path | None, log_level: str | None, syslog: bool, cluster: str | None) -> None:
     """Schedule checkpoints for every job that asked for them, keep the catalog,
     requeue jobs that failed. Runs in the foreground until SIGTERM or SIGINT."""
-    from slurm_ckpt.config import get_settings, load_settings
-
     try:
         settings = load_settings(config_file) if config_file else get_settings()
     except CkptError as exc:
@@ -84,23 +105,99 @@ def cli(config_file: Path | None, log_level: str | None, syslog: bool, cluster: 
             server.stop()
 
 
-def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
-    from slurm_ckpt.db import migrate
-    from slurm_ckpt.db.catalog import Catalog
-    from slurm_ckpt.db.session import open_database, shown_url
-    from slurm_ckpt.service.api import Api, ApiServer
-    from slurm_ckpt.service.app import Service
-    from slurm_ckpt.service.metrics import Metrics, MetricsServer
-    from slurm_ckpt.slurm import registry
+def compose(
+    settings: Settings,
+    catalog: Catalog,
+    slurm: SlurmAdapter,
+    *,
+    cluster: str,
+    metrics: Metrics | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Service:
+    """The service and its collaborators, each given only what it needs. Outcomes
+    of checkpoints fan out to metrics, admin actions and walltime chaining."""
+    svc = settings.service
+    metrics = metrics or Metrics()
+    files = shared_job_files(settings.paths.store_root, svc.store_timeout)
+    listeners: list[Callable[[Outcome], None]] = [metrics.checkpoint_finished]
+    checkpointer = Checkpointer(
+        catalog,
+        slurm,
+        files,
+        admission=Admission(svc.max_concurrent_checkpoints, svc.max_checkpoints_per_store),
+        failures=FailureTracker(svc.failure_backoff, svc.failure_backoff_max, svc.give_up_after),
+        deadline=svc.checkpoint_deadline,
+        retention=settings.retention.policy,
+        on_outcome=_fan_out(listeners),
+    )
+    requeue = settings.requeue
+    syncer = Syncer(
+        catalog,
+        slurm,
+        files,
+        cluster,
+        requeue=(
+            RequeuePolicy(frozenset(requeue.causes), requeue.max_restarts)
+            if requeue.enabled
+            else None
+        ),
+        on_requeue=lambda cause: metrics.requeues.labels(cause=cause).inc(),
+        on_interrupted=checkpointer.interrupted,
+        criu_refusal=_criu_refusal(settings),
+    )
+    schedule = Schedule(
+        catalog, checkpointer, metrics, jitter_fraction=svc.jitter_fraction, clock=clock
+    )
+    walltime = settings.walltime
+    chainer = Chainer(
+        WalltimeChaining(walltime.chaining, walltime.max_chained_runs, walltime.margin),
+        catalog,
+        slurm,
+        checkpointer,
+        clock=clock,
+        on_requeue=lambda: metrics.requeues.labels(cause="walltime").inc(),
+    )
+    actions = ActionRunner(
+        catalog,
+        slurm,
+        schedule,
+        checkpointer,
+        cluster=cluster,
+        clock=clock,
+        stopped=schedule.stopped,
+    )
+    listeners += [actions.on_outcome, chainer.on_outcome]
+    return Service(
+        catalog=catalog,
+        checkpointer=checkpointer,
+        syncer=syncer,
+        chainer=chainer,
+        actions=actions,
+        schedule=schedule,
+        metrics=metrics,
+        poll_interval=svc.poll_interval,
+        store_root=settings.paths.store_root,
+        clock=clock,
+    )
 
-    url = settings.catalog.url
-    have, want = migrate.current(url), migrate.head()
-    if have != want:
-        raise CkptError(
-            f"catalog {shown_url(url)} is at revision {have or 'none'}, not {want}: "
-            "run `ckpt-admin db upgrade`"
-        )
-    root = settings.paths.store_root
+
+def _fan_out(listeners: list[Callable[[Outcome], None]]) -> Callable[[Outcome], None]:
+    def emit(outcome: Outcome) -> None:
+        for listener in listeners:
+            listener(outcome)
+
+    return emit
+
+
+def _criu_refusal(settings: Settings) -> Callable[[int], str | None]:
+    # With the fake backend no job runs CRIU, so no group limits who is checkpointed.
+    if settings.launcher.dumper != "criu":
+        return lambda uid: None
+    return CriuGroup(settings.criu.group, settings.criu.binary).refusal
+
+
+def _check_store_root(root: Path) -> None:
+    """Raises CkptError, with the command that fixes it, unless only root writes `root`."""
     fix = f"install -d -o root -m 0711 {root}"
     if not root.is_dir():
         raise CkptError(
@@ -114,12 +211,26 @@ def _build(settings, cluster: str | None):  # type: ignore[no-untyped-def]
             f"store root {root} is mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid}: "
             f"users must not write to it: chown root {root}; chmod 0711 {root}"
         )
+
+
+def _build(
+    settings: Settings, cluster: str | None
+) -> tuple[Service, list[MetricsServer | ApiServer]]:
+    """Everything slurm-ckptd runs, from its settings; raises CkptError with the fix."""
+    url = settings.catalog.url
+    have, want = migrate.current(url), migrate.head()
+    if have != want:
+        raise CkptError(
+            f"catalog {shown_url(url)} is at revision {have or 'none'}, not {want}: "
+            "run `ckpt-admin db upgrade`"
+        )
+    _check_store_root(settings.paths.store_root)
     # A catalog made by an older release may still be world-readable.
     migrate.restrict_sqlite_file(url, settings.admin.group)
     catalog = Catalog(open_database(url))
     slurm = registry.create(settings.slurm.adapter, settings.slurm)
     metrics = Metrics()
-    service = Service(
+    service = compose(
         settings, catalog, slurm, cluster=cluster or settings.slurm.cluster, metrics=metrics
     )
     servers: list[MetricsServer | ApiServer] = []

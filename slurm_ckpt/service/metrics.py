@@ -24,6 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from slurm_ckpt.service.checkpoints import Outcome
 from slurm_ckpt.service.httpd import BackgroundServer
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,6 @@ class Metrics:
         self.checkpoint_bytes = Counter(
             "slurm_ckpt_checkpoint_bytes_total",
             "Bytes written in valid checkpoint images.",
-            registry=r,
-        )
-        self.restarts = Counter(
-            "slurm_ckpt_restarts_total",
-            "Job restarts reported by the launcher, by cause.",
-            ["cause"],
             registry=r,
         )
         self.requeues = Counter(
@@ -107,24 +102,13 @@ class Metrics:
         for outcome in OUTCOMES:
             self.checkpoints.labels(outcome=outcome)
 
-    def record_checkpoint(
-        self,
-        outcome: str,
-        *,
-        size_bytes: int | None = None,
-        dump_seconds: float | None = None,
-        freeze_seconds: float | None = None,
-    ) -> None:
-        """Count one finished checkpoint and observe what its result reported."""
-        if outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
-        self.checkpoints.labels(outcome=outcome).inc()
-        if size_bytes is not None:
-            self.checkpoint_bytes.inc(size_bytes)
-        if dump_seconds is not None:
-            self.dump_seconds.observe(dump_seconds)
-        if freeze_seconds is not None:
-            self.freeze_seconds.observe(freeze_seconds)
+    def checkpoint_finished(self, outcome: Outcome) -> None:
+        """Count one finished checkpoint; observe a valid one's size and times."""
+        self.checkpoints.labels(outcome="valid" if outcome.valid else "failed").inc()
+        if outcome.valid:
+            self.checkpoint_bytes.inc(outcome.total_bytes)
+            self.dump_seconds.observe(outcome.dump_seconds)
+            self.freeze_seconds.observe(outcome.freeze_seconds)
 
     def render(self) -> bytes:
         """The registry in Prometheus' text exposition format."""

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from slurm_ckpt.cli.errors import NotAllowed, NotCheckpointed, UnknownJob
-from slurm_ckpt.cli.views import OPEN_STATES
 from slurm_ckpt.config import Settings
 from slurm_ckpt.db.catalog import (
     ActionRecord,
@@ -27,8 +26,8 @@ from slurm_ckpt.db.catalog import (
     JobRecord,
     JobSummary,
 )
-from slurm_ckpt.db.retention import RetentionPolicy, plan
-from slurm_ckpt.db.states import ActionKind, CheckpointState, JobState
+from slurm_ckpt.db.retention import plan
+from slurm_ckpt.db.states import OPEN_JOB_STATES, ActionKind, CheckpointState, JobState
 from slurm_ckpt.errors import CatalogNotFound
 from slurm_ckpt.service import authz
 from slurm_ckpt.service.authz import Caller, Verb
@@ -167,7 +166,7 @@ class Operations:
                 continue  # same name, other uid: not theirs
             if states and job.state not in states:
                 continue
-            if not states and not include_ended and job.state not in OPEN_STATES:
+            if not states and not include_ended and job.state not in OPEN_JOB_STATES:
                 continue
             if node is not None and job.batch_host != node:
                 continue
@@ -195,7 +194,7 @@ class Operations:
 
     def gc_plan(self, *, cluster: str) -> GcPlan:
         """What `gc --yes` would delete now among the jobs the caller sees."""
-        policy = retention_policy(self.settings)
+        policy = self.settings.retention.policy
         now = self.clock()
         user = None if self.caller.is_admin else self.caller.name
         items: list[GcItem] = []
@@ -282,7 +281,7 @@ class Operations:
 
     def gc(self, *, cluster: str) -> ActionRecord:
         authz.require(self.caller, Verb.GC, self.admin_group)
-        return self._submit(ActionKind.GC, cluster, options={"dry_run": False})
+        return self._submit(ActionKind.GC, cluster)
 
     def _submit(
         self,
@@ -318,15 +317,6 @@ class Operations:
             raise UnknownJob(slurm_job_id, cluster)
         authz.require(self.caller, verb, self.admin_group, job)
         return job
-
-
-def retention_policy(settings: Settings) -> RetentionPolicy:
-    r = settings.retention
-    return RetentionPolicy(
-        keep_last=r.keep_last or None,
-        keep_within=None if r.keep_within is None else timedelta(seconds=r.keep_within),
-        minimum=r.minimum,
-    )
 
 
 def _require_running(job: JobRecord, verb: str) -> None:

@@ -18,12 +18,6 @@ from datetime import datetime, timedelta
 
 from slurm_ckpt.slurm import states
 
-DEFAULT_REQUEUE_CAUSES = frozenset({"FAILED", "OUT_OF_MEMORY", "NODE_FAIL"})
-# A job that ended for good; a cancel or a normal end is never a reason to run it again.
-NEVER_REQUEUED = frozenset({"CANCELLED", "COMPLETED"})
-# States that may be named as requeue causes.
-REQUEUE_CAUSE_STATES = states.FINISHED - NEVER_REQUEUED
-
 
 def _require_aware(name: str, value: datetime) -> None:
     # A naive time mixed with aware ones raises deep inside a comparison; say it here.
@@ -164,14 +158,14 @@ class RequeueDecision:
 class RequeuePolicy:
     """Whether a job that ended should be requeued to resume from its image."""
 
-    causes: frozenset[str] = DEFAULT_REQUEUE_CAUSES  # long Slurm job states
+    causes: frozenset[str] = states.DEFAULT_REQUEUE_CAUSES  # long Slurm job states
     max_restarts: int = 3
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.causes) - REQUEUE_CAUSE_STATES)
+        unknown = sorted(set(self.causes) - states.REQUEUE_CAUSES)
         if unknown:
             raise ValueError(
-                f"requeue causes must be among {', '.join(sorted(REQUEUE_CAUSE_STATES))}, "
+                f"requeue causes must be among {', '.join(sorted(states.REQUEUE_CAUSES))}, "
                 f"got {', '.join(unknown)}"
             )
         if self.max_restarts < 0:

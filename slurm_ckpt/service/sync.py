@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from slurm_ckpt.db.catalog import Catalog, JobRecord, NewJob
-from slurm_ckpt.db.states import EventKind, JobState
+from slurm_ckpt.db.states import OPEN_JOB_STATES, EventKind, JobState
 from slurm_ckpt.errors import CkptError, SlurmError, StoreError
-from slurm_ckpt.service.policy import CHAINED_REQUEUE, RequeuePolicy, WalltimeChaining
-from slurm_ckpt.service.replies import restart_reply
+from slurm_ckpt.exchange import RestartOutcome, read_restart, unreadable_restart
+from slurm_ckpt.service.policy import RequeuePolicy
 from slurm_ckpt.slurm import states
 from slurm_ckpt.slurm.base import JobInfo, SlurmAdapter
 from slurm_ckpt.store import untrusted
@@ -24,15 +24,13 @@ from slurm_ckpt.store.jobfs import JobFiles, JobRef
 
 log = logging.getLogger(__name__)
 
-# States in which a job may still run (again).
-OPEN = frozenset({JobState.PENDING, JobState.RUNNING, JobState.REQUEUED})
 
 # The launcher's report of a restart -> the event recorded for it.
 OUTCOME_EVENTS = {
-    "restored": EventKind.RESTORED,
-    "fell_back": EventKind.FELL_BACK,
-    "fresh_start": EventKind.FRESH_START,
-    "failed": EventKind.RESTORE_FAILED,
+    RestartOutcome.RESTORED: EventKind.RESTORED,
+    RestartOutcome.FELL_BACK: EventKind.FELL_BACK,
+    RestartOutcome.FRESH_START: EventKind.FRESH_START,
+    RestartOutcome.FAILED: EventKind.RESTORE_FAILED,
 }
 
 
@@ -56,7 +54,6 @@ class SyncResult:
     running: dict[int, tuple[JobRecord, JobInfo]] = field(default_factory=dict)  # by catalog id
     tracked: int = 0
     requeued: int = 0
-    walltime_due: list[tuple[JobRecord, JobInfo]] = field(default_factory=list)
 
 
 class Syncer:
@@ -68,7 +65,6 @@ class Syncer:
         cluster: str,
         *,
         requeue: RequeuePolicy | None,
-        walltime: WalltimeChaining,
         on_requeue: Callable[[str], None] = lambda cause: None,
         on_interrupted: Callable[[JobRecord, datetime], object] = lambda job, now: None,
         criu_refusal: Callable[[int], str | None] = lambda uid: None,
@@ -78,7 +74,6 @@ class Syncer:
         self.files = files
         self.cluster = cluster
         self.requeue_policy = requeue
-        self.walltime = walltime
         self.on_requeue = on_requeue
         # Called when a job stopped running or was requeued: the moment its launcher
         # may have taken a final checkpoint of its own.
@@ -87,8 +82,6 @@ class Syncer:
         self.criu_refusal = criu_refusal
         # Restart reports already turned into events: (catalog job id, restart count).
         self._reported: set[tuple[int, int]] = set()
-        # Jobs whose time limit was reached by chaining: catalog job id -> chained runs.
-        self.chained: dict[int, int] = {}
 
     def run(self, now: datetime) -> SyncResult:
         jobs = self.slurm.list_checkpointed_jobs()
@@ -114,39 +107,16 @@ class Syncer:
                 continue
             if info.is_running and info.batch_host:
                 result.running[record.id] = (record, info)
-                if self._walltime_due(record, info, now):
-                    result.walltime_due.append((record, info))
-            elif info.is_finished and before in OPEN and self._judge(record, info, now):
+            elif info.is_finished and before in OPEN_JOB_STATES and self._judge(record, info, now):
                 # Judged once, when the catalog first sees it finished: a restarted
                 # service does not judge (or requeue) a job again.
                 result.requeued += 1
         for record in known.values():
             # Slurm no longer lists it (MinJobAge passed while we were away).
-            if record.state in OPEN:
+            if record.state in OPEN_JOB_STATES:
                 self.catalog.update_job(record.id, now, state=JobState.COMPLETED)
                 log.info("job %d: gone from Slurm, closed", record.slurm_job_id)
         return result
-
-    def _walltime_due(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
-        def decide(runs: int) -> bool:
-            return self.walltime.due(
-                running=True,
-                end_time=info.end_time,
-                now=now,
-                chained_runs=runs,
-                opted_out=info.no_chain,
-            ).act
-
-        if not decide(self.chained.get(record.id, 0)):
-            return False
-        if record.id in self.chained:
-            return True
-        # Near the limit and no run chained by this instance: runs chained before a
-        # restart of the service are in the catalog (one query, for this job only).
-        runs = self.catalog.count_events(record.id, EventKind.REQUEUED, CHAINED_REQUEUE)
-        if runs:
-            self.chained[record.id] = runs
-        return decide(runs)
 
     def _track_new(self, new: list[JobInfo], known: dict[int, JobRecord], now: datetime) -> None:
         """Start tracking new jobs in one transaction (a thousand may appear at once)."""
@@ -232,17 +202,17 @@ class Syncer:
             doc = self.files.read_restart_report(
                 JobRef(record.user_name, record.slurm_job_id, record.uid), record.restart_count
             )
+            if doc is None:
+                return  # the launcher has not started yet
+            report = read_restart(doc)
         except untrusted.Untrusted as exc:
-            doc = {"outcome": "failed", "attempts": [], "error": str(exc)}
+            report = unreadable_restart(f"unreadable report: {exc}")
         except StoreError as exc:
             log.warning("job %d: restart report not read: %s", record.slurm_job_id, exc)
             return  # read again at the next sync
-        if doc is None:
-            return  # the launcher has not started yet
         self._reported.add(key)
         if self._already_recorded(record):
             return
-        report = restart_reply(doc)
         kind = OUTCOME_EVENTS[report.outcome]
         took = report.launcher_seconds
         detail = (

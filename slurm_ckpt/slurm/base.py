@@ -50,14 +50,6 @@ class NodeInfo:
     reason: str | None  # the admin's or Slurm's reason, if any
 
     @property
-    def is_down(self) -> bool:
-        return self.state in states.NODE_DOWN
-
-    @property
-    def is_draining(self) -> bool:
-        return self.state in states.NODE_DRAINING
-
-    @property
     def is_usable(self) -> bool:
         return self.state in states.NODE_UP and self.responding
 
@@ -88,21 +80,7 @@ class SlurmAdapter(Protocol):
     def requeue(self, job_id: int, *, hold: bool = False) -> None:
         """Requeue the job (its batch process is killed), held when `hold`.
 
-        Raises JobNotFound, SlurmRejected (state or permission), SlurmUnavailable.
-        """
-        ...
-
-    def hold(self, job_id: int) -> None:
-        """Keep a pending job from starting.
-
-        Raises JobNotFound, SlurmRejected, SlurmUnavailable.
-        """
-        ...
-
-    def release(self, job_id: int) -> None:
-        """Let a held job start again.
-
-        Raises JobNotFound, SlurmRejected, SlurmUnavailable.
+        Raises JobNotFound, SlurmRejected (a pending job, not allowed), SlurmUnavailable.
         """
         ...
 
@@ -115,13 +93,6 @@ class SlurmAdapter(Protocol):
 
     def drain_node(self, node: str, reason: str) -> None:
         """Take no new jobs on `node`; running jobs go on.
-
-        Raises SlurmRejected (unknown node, not allowed), SlurmUnavailable.
-        """
-        ...
-
-    def resume_node(self, node: str) -> None:
-        """Return a drained or down node to service.
 
         Raises SlurmRejected (unknown node, not allowed), SlurmUnavailable.
         """

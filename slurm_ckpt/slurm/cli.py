@@ -38,6 +38,8 @@ TRANSIENT_ERRORS = re.compile(
     re.IGNORECASE,
 )
 _JOB_NOT_FOUND = re.compile(r"Invalid job id specified", re.IGNORECASE)
+# scancel --verbose when its --state filter left the job out.
+_NO_MATCH = re.compile(r"No active jobs match", re.IGNORECASE)
 _SIGNAL = re.compile(r"(SIG)?[A-Z0-9]{2,8}|[0-9]{1,2}")
 _NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -72,7 +74,7 @@ class CliSlurm:
         # All jobs in one call (squeue cannot filter on admin_comment); the
         # finished ones the controller still keeps are included so a poll sees
         # how a job ended.
-        out = self._run(
+        done = self._run(
             [
                 "squeue",
                 "--noheader",
@@ -83,28 +85,37 @@ class CliSlurm:
             ],
             env=parse.TIME_FORMAT_ENV,
         )
-        return parse.parse_squeue(out)
+        return parse.parse_squeue(done.stdout)
 
     def node_states(self) -> dict[str, NodeInfo]:
-        out = self._run(["sinfo", "--noheader", "--Node", f"--format={parse.SINFO_FORMAT}"])
-        return parse.parse_sinfo(out)
+        done = self._run(["sinfo", "--noheader", "--Node", f"--format={parse.SINFO_FORMAT}"])
+        return parse.parse_sinfo(done.stdout)
 
     # -- requests ------------------------------------------------------------
 
     def signal_batch(self, job_id: int, signal: str = "USR1") -> None:
         if not _SIGNAL.fullmatch(signal):
             raise ValueError(f"not a signal name: {signal!r}")
-        self._run(["scancel", f"--signal={signal}", "--batch", _job(job_id)], job_id=job_id)
+        # --state=RUNNING: scancel passes over a job in any other state at once, and
+        # --verbose makes it say so (without the filter it retries the signal of a
+        # pending job for a minute and a half, then fails as if Slurm were down).
+        done = self._run(
+            [
+                "scancel",
+                "--verbose",
+                "--state=RUNNING",
+                f"--signal={signal}",
+                "--batch",
+                _job(job_id),
+            ],
+            job_id=job_id,
+        )
+        if _NO_MATCH.search(done.stderr):
+            raise SlurmRejected(f"job {job_id} is not running", detail=done.stderr)
 
     def requeue(self, job_id: int, *, hold: bool = False) -> None:
         verb = "requeuehold" if hold else "requeue"
         self._run(["scontrol", verb, _job(job_id)], job_id=job_id)
-
-    def hold(self, job_id: int) -> None:
-        self._run(["scontrol", "hold", _job(job_id)], job_id=job_id)
-
-    def release(self, job_id: int) -> None:
-        self._run(["scontrol", "release", _job(job_id)], job_id=job_id)
 
     def drain_node(self, node: str, reason: str) -> None:
         if not reason.strip():
@@ -112,9 +123,6 @@ class CliSlurm:
         self._run(
             ["scontrol", "update", f"NodeName={_node(node)}", "State=DRAIN", f"Reason={reason}"]
         )
-
-    def resume_node(self, node: str) -> None:
-        self._run(["scontrol", "update", f"NodeName={_node(node)}", "State=RESUME"])
 
     # -- the one place commands run -------------------------------------------
 
@@ -124,8 +132,8 @@ class CliSlurm:
         *,
         job_id: int | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> str:
-        """Run a Slurm client command; return its stdout.
+    ) -> proc.Completed:
+        """Run a Slurm client command; return what it printed.
 
         Transient failures are retried up to max_attempts in all, then raised
         as SlurmUnavailable; an unknown job becomes JobNotFound and any other
@@ -135,7 +143,7 @@ class CliSlurm:
         failures = 0
         while True:
             try:
-                return self._run_command(argv, timeout=self._timeout, env=full_env).stdout
+                return self._run_command(argv, timeout=self._timeout, env=full_env)
             except CommandTimeout as err:
                 problem = f"timed out after {err.timeout:g}s"
             except CommandFailed as err:

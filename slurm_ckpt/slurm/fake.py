@@ -1,7 +1,9 @@
 """A fake Slurm for unit tests of the service's own logic and for bench-service.
 
-It holds jobs in memory and records what was asked of it. Not in the registry:
-nothing outside tests and benchmarks selects it.
+It holds jobs in memory and records what was asked of it; it refuses what
+Slurm refuses (tests/contract/test_slurm_adapters.py holds it to the same
+contract as the real adapters). Not in the registry: nothing outside tests and
+benchmarks selects it.
 """
 
 from __future__ import annotations
@@ -12,14 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from slurm_ckpt.errors import JobNotFound, SlurmRejected
+from slurm_ckpt.slurm import states
 from slurm_ckpt.slurm.base import JobInfo, NodeInfo
+
+
+def _two_idle_nodes() -> dict[str, NodeInfo]:
+    # As the local test cluster has.
+    return {name: NodeInfo(name, "idle", True, None) for name in ("node1", "node2")}
 
 
 @dataclass
 class FakeSlurm:
     name: str = "fake"
     jobs: dict[int, JobInfo] = field(default_factory=dict)
-    nodes: dict[str, NodeInfo] = field(default_factory=dict)
+    nodes: dict[str, NodeInfo] = field(default_factory=_two_idle_nodes)
     signals: list[tuple[int, str]] = field(default_factory=list)
     requeues: list[int] = field(default_factory=list)
     queries: int = 0
@@ -57,25 +65,24 @@ class FakeSlurm:
     def requeue(self, job_id: int, *, hold: bool = False) -> None:
         with self._lock:
             job = self._get(job_id)
+            if job.state in states.PENDING:
+                raise SlurmRejected(f"Job is pending execution for job {job_id}")
             self.requeues.append(job_id)
             self.jobs[job_id] = dataclasses.replace(
                 job,
                 state="REQUEUE_HOLD" if hold else "PENDING",
                 restarts=job.restarts + 1,
                 batch_host=None,
+                node_list="",
             )
 
-    def hold(self, job_id: int) -> None:
-        self.set(job_id, state="PENDING")
-
-    def release(self, job_id: int) -> None:
-        self._get(job_id)
-
     def node_states(self) -> dict[str, NodeInfo]:
-        return dict(self.nodes)
+        with self._lock:
+            return dict(self.nodes)
 
     def drain_node(self, node: str, reason: str) -> None:
-        self.nodes[node] = NodeInfo(node, "drained", True, reason)
-
-    def resume_node(self, node: str) -> None:
-        self.nodes[node] = NodeInfo(node, "idle", True, None)
+        with self._lock:
+            if node not in self.nodes:
+                raise SlurmRejected(f"Invalid node name specified: {node}")
+            busy = any(j.is_running and j.batch_host == node for j in self.jobs.values())
+            self.nodes[node] = NodeInfo(node, "draining" if busy else "drained", True, reason)

@@ -59,12 +59,6 @@ class PySlurm:
     def requeue(self, job_id: int, *, hold: bool = False) -> None:
         _call(job_id, lambda: _pyslurm.Job(job_id).requeue(hold=hold))
 
-    def hold(self, job_id: int) -> None:
-        _call(job_id, lambda: _pyslurm.Job(job_id).hold())
-
-    def release(self, job_id: int) -> None:
-        _call(job_id, lambda: _pyslurm.Job(job_id).release())
-
     def node_states(self) -> dict[str, NodeInfo]:
         nodes = _call(None, lambda: _pyslurm.Nodes.load())
         result: dict[str, NodeInfo] = {}
@@ -81,9 +75,6 @@ class PySlurm:
     def drain_node(self, node: str, reason: str) -> None:
         change = _pyslurm.Node(state="DRAIN", reason=reason)
         _call(None, lambda: _pyslurm.Node(node).modify(change))
-
-    def resume_node(self, node: str) -> None:
-        _call(None, lambda: _pyslurm.Node(node).modify(_pyslurm.Node(state="RESUME")))
 
 
 def _call(job_id: int | None, action: Any) -> Any:

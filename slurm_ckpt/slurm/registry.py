@@ -1,47 +1,51 @@
-"""The Slurm adapters by name, in one explicit registry.
+"""The Slurm adapters by name, in one explicit registry (see slurm_ckpt.registry).
 
 An adapter whose optional import fails (pyslurm) is still listed, with the
-reason; the error comes only when someone selects it.
+reason; the error comes only when someone selects it. The fake Slurm of the
+tests (slurm/fake.py) is not registered: tests build it themselves.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from slurm_ckpt.config import SlurmSettings
 from slurm_ckpt.errors import SlurmBackendUnavailable
+from slurm_ckpt.registry import Entry, Registry
 from slurm_ckpt.slurm.base import SlurmAdapter
 
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    description: str
-    load: Callable[[SlurmSettings], SlurmAdapter]
+if TYPE_CHECKING:  # config reads the names registered here
+    from slurm_ckpt.config import SlurmSettings
 
 
-def _cli(settings: SlurmSettings) -> SlurmAdapter:
-    from slurm_ckpt.slurm.cli import CliSlurm
-
-    return CliSlurm(
-        command_timeout=settings.command_timeout,
-        max_attempts=settings.max_attempts,
-        retry_delay=settings.retry_delay,
-    )
+def _cli_arguments(settings: SlurmSettings) -> Mapping[str, object]:
+    return {
+        "command_timeout": settings.command_timeout.total_seconds(),
+        "max_attempts": settings.max_attempts,
+        "retry_delay": settings.retry_delay.total_seconds(),
+    }
 
 
-def _pyslurm(settings: SlurmSettings) -> SlurmAdapter:
-    module = importlib.import_module("slurm_ckpt.slurm.pyslurm")
-    adapter: SlurmAdapter = module.PySlurm()
-    return adapter
-
-
-BACKENDS: dict[str, Backend] = {
-    "cli": Backend("cli", "Slurm's command-line tools (squeue, scontrol, scancel)", _cli),
-    "pyslurm": Backend("pyslurm", "pyslurm, in process (needs a matching Slurm)", _pyslurm),
-}
+BACKENDS: Registry[SlurmSettings, SlurmAdapter] = Registry(
+    "adapter",
+    SlurmBackendUnavailable,
+    [
+        Entry(
+            "cli",
+            "Slurm's command-line tools (squeue, scontrol, scancel)",
+            "slurm_ckpt.slurm.cli",
+            "CliSlurm",
+            arguments=_cli_arguments,
+        ),
+        Entry(
+            "pyslurm",
+            "pyslurm, in process (needs a matching Slurm)",
+            "slurm_ckpt.slurm.pyslurm",
+            "PySlurm",
+            requires=("pyslurm",),
+        ),
+    ],
+)
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -49,24 +53,17 @@ def unavailable_reason(name: str) -> str | None:
 
     Raises KeyError for a name that is not registered.
     """
-    BACKENDS[name]
-    if name == "pyslurm":
-        try:
-            importlib.import_module("pyslurm")
-        except Exception as err:  # a broken build raises more than ImportError
-            return f"pyslurm does not import: {type(err).__name__}: {err}"
-    return None
+    return BACKENDS.unavailable_reason(name)
 
 
 def available() -> list[str]:
     """Names of the adapters usable on this machine."""
-    return [name for name in BACKENDS if unavailable_reason(name) is None]
+    return BACKENDS.available()
 
 
 def unavailable() -> dict[str, str]:
     """Adapters registered but not usable here, with the reason."""
-    reasons = {name: unavailable_reason(name) for name in BACKENDS}
-    return {name: reason for name, reason in reasons.items() if reason is not None}
+    return BACKENDS.unavailable()
 
 
 def create(name: str, settings: SlurmSettings) -> SlurmAdapter:
@@ -75,10 +72,4 @@ def create(name: str, settings: SlurmSettings) -> SlurmAdapter:
     Raises SlurmBackendUnavailable for an unknown name or one that cannot be
     used here (with the reason).
     """
-    backend = BACKENDS.get(name)
-    if backend is None:
-        raise SlurmBackendUnavailable(name, f"unknown adapter; known: {', '.join(BACKENDS)}")
-    reason = unavailable_reason(name)
-    if reason is not None:
-        raise SlurmBackendUnavailable(name, reason)
-    return backend.load(settings)
+    return BACKENDS.create(name, settings)

@@ -34,6 +34,11 @@ FINISHED = frozenset(
 )
 # Finished through no fault of the job itself: a restart from an image makes sense.
 INTERRUPTED = frozenset({"NODE_FAIL", "PREEMPTED", "TIMEOUT", "BOOT_FAIL"})
+# Ended for good: a cancel or a normal end is never a reason to run a job again.
+NEVER_REQUEUED = frozenset({"CANCELLED", "COMPLETED"})
+# The states a requeue may be configured for (`[requeue] causes`), and the default.
+REQUEUE_CAUSES = FINISHED - NEVER_REQUEUED
+DEFAULT_REQUEUE_CAUSES = frozenset({"FAILED", "OUT_OF_MEMORY", "NODE_FAIL"})
 JOB_STATES = RUNNING | PENDING | TRANSITIONAL | FINISHED
 
 # Nodes that can run jobs.

@@ -26,20 +26,21 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from slurm_ckpt.errors import ImageCorrupt, StoreError
-from slurm_ckpt.store import untrusted
+from slurm_ckpt.exchange import MAX_MESSAGE_BYTES
+from slurm_ckpt.store import layout, untrusted
 from slurm_ckpt.store.atomic import write_atomic_at
 from slurm_ckpt.store.identity import StoreTimeout, owner_of, run_as
-from slurm_ckpt.store.layout import JobDir, check_seq, ensure_user_dir
+from slurm_ckpt.store.layout import JobDir, ensure_user_dir
 from slurm_ckpt.store.manifest import Manifest
 from slurm_ckpt.store.verify import verify_checkpoint_fd
 
 T = TypeVar("T")
 
-MAX_MESSAGE_BYTES = 64 * 1024  # a result or a restart report
 MAX_LISTED = 100_000  # entries looked at in one folder
 MAX_REMOVED = 1_000_000  # entries one removal may take out (an image has a few dozen)
 MAX_DEPTH = 64  # folder depth one removal follows (images are flat)
@@ -49,10 +50,11 @@ _SEQ_RE = re.compile(r"[0-9]{6}")
 
 
 @functools.cache
-def shared_job_files(store_root: Path, timeout: float) -> JobFiles:
+def shared_job_files(store_root: Path, timeout: timedelta) -> JobFiles:
     """The one JobFiles of a store in this process (the service's tasks and its API
-    alike), so the quarantine of a stuck job folder holds for every caller."""
-    return JobFiles(store_root, timeout=timeout)
+    alike), so the quarantine of a stuck job folder holds for every caller.
+    `timeout`: service.store_timeout."""
+    return JobFiles(store_root, timeout=timeout.total_seconds())
 
 
 class _Missing:
@@ -109,27 +111,31 @@ class JobFiles:
     def write_request(self, job: JobRef, data: bytes) -> None:
         """Replace request.json (the launcher reads it on SIGUSR1).
         StoreError when the folder is missing or not the owner's."""
-        self._run(job, "write request.json", lambda f: write_atomic_at(f.fd, "request.json", data))
+        self._run(
+            job, f"write {layout.REQUEST}", lambda f: write_atomic_at(f.fd, layout.REQUEST, data)
+        )
 
     def publish(self, job: JobRef, data: bytes) -> None:
         """Replace images.json, the list of valid images the launcher restores from."""
-        self._run(job, "write images.json", lambda f: write_atomic_at(f.fd, "images.json", data))
+        self._run(
+            job, f"write {layout.IMAGES}", lambda f: write_atomic_at(f.fd, layout.IMAGES, data)
+        )
 
     def read_result(self, job: JobRef, seq: int) -> Any:
         """The parsed results/<seq>.json; None while there is none.
         Raises untrusted.Untrusted for a file that is not an acceptable result."""
-        name = f"{check_seq(seq):06d}.json"
+        name = layout.result_name(seq)
         return self._run(
-            job, f"read result {seq}", lambda f: f.read_json("results", name), missing=None
+            job, f"read result {seq}", lambda f: f.read_json(layout.RESULTS, name), missing=None
         )
 
     def read_restart_report(self, job: JobRef, restart: int) -> Any:
         """The parsed restarts/<restart>.json; None while there is none."""
-        name = f"{restart:04d}.json"
+        name = layout.restart_name(restart)
         return self._run(
             job,
             f"read restart report {restart}",
-            lambda f: f.read_json("restarts", name),
+            lambda f: f.read_json(layout.RESTARTS, name),
             missing=None,
         )
 
@@ -144,11 +150,11 @@ class JobFiles:
         """Verify checkpoint `seq` (structure; every byte with read_data) and return
         its manifest with the manifest's bytes as read (hash those, never the
         path again). Raises ImageCorrupt, StoreError."""
-        name = f"{check_seq(seq):06d}"
+        name = layout.seq_name(seq)
         where = str(self.jobdir(job).checkpoint(seq))
 
         def op(folder: _Folder) -> tuple[Manifest, bytes]:
-            with folder.sub("checkpoints", required=True) as checkpoints:
+            with folder.sub(layout.CHECKPOINTS, required=True) as checkpoints:
                 fd = untrusted.open_dir(checkpoints, name, owner=job.uid)
                 if fd is None:
                     raise ImageCorrupt(where, "folder: missing")
@@ -167,7 +173,7 @@ class JobFiles:
         """Sequence numbers of the real folders in checkpoints/, ascending."""
 
         def op(folder: _Folder) -> list[int]:
-            with folder.sub("checkpoints") as checkpoints:
+            with folder.sub(layout.CHECKPOINTS) as checkpoints:
                 if checkpoints is None:
                     return []
                 return sorted(
@@ -180,10 +186,10 @@ class JobFiles:
 
     def delete_checkpoint(self, job: JobRef, seq: int) -> bool:
         """Remove checkpoints/<seq>/ for good; True when it is gone (or never was)."""
-        name = f"{check_seq(seq):06d}"
+        name = layout.seq_name(seq)
 
         def op(folder: _Folder) -> bool:
-            with folder.sub("checkpoints") as checkpoints:
+            with folder.sub(layout.CHECKPOINTS) as checkpoints:
                 if checkpoints is None:
                     return True
                 _remove(checkpoints, name)
@@ -196,7 +202,7 @@ class JobFiles:
         """Remove everything in staging/ (call only while no dump runs); the names removed."""
 
         def op(folder: _Folder) -> list[str]:
-            with folder.sub("staging") as staging:
+            with folder.sub(layout.STAGING) as staging:
                 if staging is None:
                     return []
                 removed = [e.name for e in _entries(staging)]

@@ -7,6 +7,7 @@
         checkpoints/<seq:06d>/       committed images (see writer.py)
         staging/<seq:06d>.<random>/  dumps in progress or cut off by a crash
         results/<seq:06d>.json       the launcher's outcome for each request
+        restarts/<restart:04d>.json  the launcher's report of each restart
         request.json                 the service's current request
         images.json                  the service's list of valid images
         launcher.log, job-script
@@ -40,7 +41,30 @@ _SEQ_RE = re.compile(r"[0-9]{6}")
 _RESULT_RE = re.compile(r"([0-9]{6})\.json")
 _STAGING_RE = re.compile(r"([0-9]{6})\..+")
 
-SUBDIRS = ("checkpoints", "staging", "results")
+# The names inside a job's folder (the documents are in slurm_ckpt/exchange.py):
+# JobDir builds paths from them, store.jobfs opens them one component at a time.
+CHECKPOINTS = "checkpoints"
+STAGING = "staging"
+RESULTS = "results"
+RESTARTS = "restarts"
+REQUEST = "request.json"
+IMAGES = "images.json"
+SUBDIRS = (CHECKPOINTS, STAGING, RESULTS)
+
+
+def seq_name(seq: int) -> str:
+    """A checkpoint's folder name. Raises BadPath for an invalid seq."""
+    return f"{check_seq(seq):06d}"
+
+
+def result_name(seq: int) -> str:
+    return f"{seq_name(seq)}.json"
+
+
+def restart_name(restart: int) -> str:
+    if isinstance(restart, bool) or not isinstance(restart, int) or restart < 1:
+        raise BadPath(f"not a restart count: {restart!r}", value=repr(restart))
+    return f"{restart:04d}.json"
 
 
 def parse_job_id(text: str) -> int:
@@ -98,29 +122,36 @@ class JobDir:
 
     @property
     def checkpoints_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS
 
     def checkpoint(self, seq: int) -> Path:
-        return self.checkpoints_dir / f"{check_seq(seq):06d}"
+        return self.checkpoints_dir / seq_name(seq)
 
     @property
     def staging_dir(self) -> Path:
-        return self.path / "staging"
+        return self.path / STAGING
 
     @property
     def request_file(self) -> Path:
-        return self.path / "request.json"
+        return self.path / REQUEST
 
     @property
     def results_dir(self) -> Path:
-        return self.path / "results"
+        return self.path / RESULTS
 
     def result_file(self, seq: int) -> Path:
-        return self.results_dir / f"{check_seq(seq):06d}.json"
+        return self.results_dir / result_name(seq)
+
+    @property
+    def restarts_dir(self) -> Path:
+        return self.path / RESTARTS
+
+    def restart_report(self, restart: int) -> Path:
+        return self.restarts_dir / restart_name(restart)
 
     @property
     def images_list(self) -> Path:
-        return self.path / "images.json"
+        return self.path / IMAGES
 
     @property
     def log_file(self) -> Path:

@@ -6,24 +6,22 @@ one stat per file) and re-hashes every file with read_data=True.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from slurm_ckpt.errors import BadImageList, BadPath, ImageCorrupt, ManifestError, StoreError
+from slurm_ckpt.errors import BadImageList, ImageCorrupt, ManifestError, StoreError
+from slurm_ckpt.exchange import MAX_IMAGES_LIST_BYTES, images_list, parse_images_list
 from slurm_ckpt.store import untrusted
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.checksum import ALGORITHM, hash_fd
-from slurm_ckpt.store.layout import JobDir, check_seq
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.manifest import MANIFEST_NAME, Manifest
 
 # A manifest lists a few dozen files; anything near this is not one of ours.
 _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-_MAX_IMAGES_LIST_BYTES = 16 * 1024 * 1024
 _SEQ_NAME_RE = re.compile(r"[0-9]{6}")
 
 
@@ -151,42 +149,19 @@ def _check_data(
 def published_images(job: JobDir) -> list[int]:
     """The sequence numbers the service published as valid, newest first.
 
-    Reads images.json ({"job_id": N, "images": [{"seq": N}, ...]}) strictly;
-    a missing file means nothing was published yet and gives []. Paths are
-    never read from the file: callers build them with job.checkpoint(seq).
+    A missing images.json means nothing was published yet and gives []. Paths
+    are never read from the file: callers build them with job.checkpoint(seq).
     Raises BadImageList for malformed content, StoreError when unreadable.
     """
     path = job.images_list
     try:
-        data = untrusted.read_file(None, str(path), _MAX_IMAGES_LIST_BYTES, owner=None)
+        data = untrusted.read_file(None, str(path), MAX_IMAGES_LIST_BYTES, owner=None)
         if data is None:
             return []
         doc = untrusted.loads(data, str(path))
     except untrusted.Untrusted as err:
         raise BadImageList(str(err)) from err
-    if not isinstance(doc, dict) or set(doc) != {"job_id", "images"}:
-        raise BadImageList(f'{path}: must be an object with exactly "job_id" and "images"')
-    if doc["job_id"] != job.job_id or isinstance(doc["job_id"], bool):
-        raise BadImageList(f"{path}: job_id {doc['job_id']!r:.40} is not {job.job_id}")
-    images = doc["images"]
-    if not isinstance(images, list):
-        raise BadImageList(f'{path}: "images" must be a list')
-    seqs = [_image_seq(item, path) for item in images]
-    if any(a <= b for a, b in zip(seqs, seqs[1:], strict=False)):
-        raise BadImageList(f"{path}: images must be newest first without repeats")
-    return seqs
-
-
-def images_list(job_id: int, seqs: Sequence[int]) -> bytes:
-    """The content of images.json publishing `seqs` (any order; stored newest first).
-
-    Raises BadPath for an invalid or repeated seq.
-    """
-    ordered = sorted((check_seq(s) for s in seqs), reverse=True)
-    if len(set(ordered)) != len(ordered):
-        raise BadPath(f"repeated sequence number in {list(seqs)!r:.80}", value=repr(list(seqs)))
-    doc = {"job_id": job_id, "images": [{"seq": s} for s in ordered]}
-    return json.dumps(doc, sort_keys=True).encode() + b"\n"
+    return parse_images_list(doc, job.job_id, str(path))
 
 
 def write_published_images(job: JobDir, seqs: Sequence[int]) -> None:
@@ -209,15 +184,6 @@ def _read_manifest(folder_fd: int, where: str, owner: int | None) -> tuple[Manif
         return Manifest.from_json(data), data
     except ManifestError as err:
         raise ImageCorrupt(where, f"{MANIFEST_NAME}: {err}") from err
-
-
-def _image_seq(item: Any, path: Path) -> int:
-    if not isinstance(item, dict) or set(item) != {"seq"}:
-        raise BadImageList(f'{path}: each image must be an object with exactly "seq"')
-    try:
-        return check_seq(item["seq"])
-    except BadPath as err:
-        raise BadImageList(f"{path}: {err}") from err
 
 
 def _offset(progress: Callable[[int, int], None], base: int, total: int) -> Callable[[int], None]:

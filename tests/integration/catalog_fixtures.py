@@ -3,6 +3,11 @@
 The PostgreSQL side makes its own databases with random names and drops them
 at the end, so parallel runs never share one. An unreachable server fails the
 tests with a clear message; it never skips them.
+
+A test module imports the `*_fixture` functions it needs by name, with those
+they depend on (pytest looks fixtures up from the test's module); each is
+registered under its `name=`, so a test's `catalog` argument does not shadow
+an import.
 """
 
 from __future__ import annotations
@@ -18,22 +23,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from slurm_ckpt.db import migrate
-from slurm_ckpt.db.catalog import Catalog, NewJob
+from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, JobRecord, NewJob
+from slurm_ckpt.db.checkpoints import move
 from slurm_ckpt.db.session import Database, open_database
-
-__all__ = [
-    "BACKENDS",
-    "NOW",
-    "PostgresServer",
-    "catalog",
-    "catalog_url",
-    "database",
-    "empty_url",
-    "new_job",
-    "open_instance",
-    "postgres_catalog_url",
-    "postgres_server",
-]
+from slurm_ckpt.db.states import CheckpointState
 
 BACKENDS = ("sqlite", "postgresql")
 PG_URL_ENV = "SLURM_CKPT_TEST_POSTGRES_URL"
@@ -51,6 +44,21 @@ def new_job(slurm_job_id: int = 1001, **fields: object) -> NewJob:
     }
     values.update(fields)
     return NewJob(**values)  # type: ignore[arg-type]
+
+
+def track(catalog: Catalog, job: NewJob, now: datetime) -> JobRecord:
+    """Start tracking one job (the catalog tracks batches: a sync's new jobs together)."""
+    return catalog.track_jobs([job], now)[0]
+
+
+def mark_obsolete(catalog: Catalog, checkpoint_id: int) -> CheckpointRecord:
+    """Make one checkpoint OBSOLETE through the guarded move `apply_retention` makes.
+
+    The catalog has no call for this (retention decides what becomes obsolete);
+    tests use it to reach OBSOLETE, or try it where the state machine refuses it.
+    """
+    with catalog.db.session(write=True) as session:
+        return move(session, checkpoint_id, CheckpointState.OBSOLETE)
 
 
 class PostgresServer:
@@ -92,16 +100,16 @@ class PostgresServer:
         self._admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+@pytest.fixture(scope="session", name="postgres_server")
+def postgres_server_fixture() -> Iterator[PostgresServer]:
     server = PostgresServer(make_url(os.environ.get(PG_URL_ENV, DEFAULT_PG_URL)))
     server.check()
     yield server
     server.drop_all()
 
 
-@pytest.fixture(scope="session")
-def postgres_catalog_url(postgres_server: PostgresServer) -> str:
+@pytest.fixture(scope="session", name="postgres_catalog_url")
+def postgres_catalog_url_fixture(postgres_server: PostgresServer) -> str:
     """A migrated PostgreSQL catalog shared by the session; emptied before each test."""
     url = postgres_server.create_database()
     migrate.upgrade(url)
@@ -117,8 +125,8 @@ def _empty_tables(url: str) -> None:
         db.dispose()
 
 
-@pytest.fixture(params=BACKENDS)
-def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=BACKENDS, name="catalog_url")
+def catalog_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of an up-to-date, empty catalog on each database."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/state/catalog.db"
@@ -129,8 +137,8 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture(params=BACKENDS)
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture(params=BACKENDS, name="empty_url")
+def empty_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of a database with no schema at all, on each database."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/empty.db"
@@ -138,8 +146,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database()
 
 
-@pytest.fixture
-def open_instance(catalog_url: str) -> Iterator[Callable[..., Catalog]]:
+@pytest.fixture(name="open_instance")
+def open_instance_fixture(catalog_url: str) -> Iterator[Callable[..., Catalog]]:
     """Open further catalogs on the same database, as another service instance would."""
     opened: list[Database] = []
 
@@ -153,13 +161,13 @@ def open_instance(catalog_url: str) -> Iterator[Callable[..., Catalog]]:
         db.dispose()
 
 
-@pytest.fixture
-def database(catalog_url: str) -> Iterator[Database]:
+@pytest.fixture(name="database")
+def database_fixture(catalog_url: str) -> Iterator[Database]:
     db = open_database(catalog_url)
     yield db
     db.dispose()
 
 
-@pytest.fixture
-def catalog(database: Database) -> Catalog:
+@pytest.fixture(name="catalog")
+def catalog_fixture(database: Database) -> Catalog:
     return Catalog(database)

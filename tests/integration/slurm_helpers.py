@@ -64,6 +64,14 @@ class SlurmTestClient:
     def cancel(self, job_id: int) -> None:
         proc.run(["scancel", str(job_id)], timeout=30, check=False)
 
+    def release(self, job_id: int) -> None:
+        """Let a held job start."""
+        proc.run(["scontrol", "release", str(job_id)], timeout=30)
+
+    def resume_node(self, node: str) -> None:
+        """Undo a drain (the product never resumes a node; an admin does)."""
+        proc.run(["scontrol", "update", f"nodename={node}", "state=resume"], timeout=30)
+
     def node_state(self, node: str) -> str:
         # One line per partition the node is in; the state is the node's.
         done = proc.run(["sinfo", "-h", "-N", "-n", node, "-o", "%t"], timeout=30)

@@ -145,8 +145,8 @@ def world(cluster: SlurmTestClient, tmp_path_factory: pytest.TempPathFactory) ->
     db = open_database(url)
     catalog = Catalog(db)
     for job_id, user in ((ALICE_JOB, alice), (ALICE_IDLE_JOB, alice), (BOB_JOB, bob)):
-        record = catalog.track_job(
-            NewJob(CLUSTER, job_id, user.pw_name, user.pw_uid, 60, state=JobState.RUNNING), now()
+        (record,) = catalog.track_jobs(
+            [NewJob(CLUSTER, job_id, user.pw_name, user.pw_uid, 60, state=JobState.RUNNING)], now()
         )
         catalog.update_job(record.id, now(), batch_host="node1" if user is alice else "node2")
     image(catalog, store, ALICE_JOB, alice)

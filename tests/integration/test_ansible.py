@@ -201,7 +201,7 @@ def inventory_vars(source: Path) -> dict[str, object]:
         "slurm_ckpt_store_root": str(settings.paths.store_root),
         "slurm_ckpt_catalog_url": settings.catalog.url,
         "slurm_ckpt_cluster_name": settings.slurm.cluster,
-        "slurm_ckpt_min_interval": settings.checkpoint.min_interval,
+        "slurm_ckpt_min_interval": int(settings.checkpoint.min_interval.total_seconds()),
         "slurm_ckpt_settings": extra,
         "slurm_ckpt_node_criu_cache_dir": str(CRIU_CACHE),
         # No systemd here: the test starts the service from the unit's ExecStart.

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, DumpResult
-from slurm_ckpt.db.models import Checkpoint, Event, Job
+from slurm_ckpt.db.models import Checkpoint, Event, Job, UTCDateTime
 from slurm_ckpt.db.retention import RetentionPolicy
 from slurm_ckpt.db.session import Database
-from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
+from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import (
     CatalogConflict,
     CatalogError,
@@ -21,8 +21,19 @@ from slurm_ckpt.errors import (
     IllegalTransition,
 )
 
-from .catalog_fixtures import *  # noqa: F403
-from .catalog_fixtures import NOW, new_job
+from .catalog_fixtures import (  # noqa: F401 (fixtures: pytest finds them by name)
+    NOW,
+    catalog_fixture,
+    catalog_url_fixture,
+    database_fixture,
+    empty_url_fixture,
+    mark_obsolete,
+    new_job,
+    open_instance_fixture,
+    postgres_catalog_url_fixture,
+    postgres_server_fixture,
+    track,
+)
 
 S = CheckpointState
 
@@ -54,7 +65,7 @@ def count(database: Database, model: type[Job] | type[Checkpoint] | type[Event])
 
 
 def test_track_and_find_a_job(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(batch_host="node1"), NOW)
+    job = track(catalog, new_job(batch_host="node1"), NOW)
     assert job.id > 0
     assert catalog.find_job("test", 1001) == job
     assert catalog.get_job(job.id) == job
@@ -66,7 +77,7 @@ def test_track_and_find_a_job(catalog: Catalog) -> None:
 
 def test_times_come_back_aware_utc_whatever_zone_went_in(catalog: Catalog) -> None:
     plus_two = NOW.astimezone(timezone(timedelta(hours=2)))
-    job = catalog.track_job(new_job(), plus_two)
+    job = track(catalog, new_job(), plus_two)
     stored = catalog.get_job(job.id)
     assert stored.created_at == NOW
     assert stored.created_at.tzinfo is UTC
@@ -75,20 +86,20 @@ def test_times_come_back_aware_utc_whatever_zone_went_in(catalog: Catalog) -> No
 
 def test_naive_datetime_is_refused(catalog: Catalog, database: Database) -> None:
     with pytest.raises(CatalogError, match="naive datetime"):
-        catalog.track_job(new_job(), datetime(2026, 3, 1, 12, 0))
+        track(catalog, new_job(), datetime(2026, 3, 1, 12, 0))
     assert count(database, Job) == 0
 
 
 def test_tracking_a_job_twice_is_a_conflict(catalog: Catalog) -> None:
-    catalog.track_job(new_job(), NOW)
+    track(catalog, new_job(), NOW)
     with pytest.raises(CatalogConflict, match="constraint"):
-        catalog.track_job(new_job(), NOW)
+        track(catalog, new_job(), NOW)
     # The same Slurm job id on another cluster is another job.
-    catalog.track_job(new_job(cluster="other"), NOW)
+    track(catalog, new_job(cluster="other"), NOW)
 
 
 def test_a_batch_with_one_bad_job_stores_nothing(catalog: Catalog, database: Database) -> None:
-    catalog.track_job(new_job(5), NOW)
+    track(catalog, new_job(5), NOW)
     with pytest.raises(CatalogConflict):
         catalog.track_jobs([new_job(1), new_job(2), new_job(5), new_job(6)], NOW)
     assert [s.job.slurm_job_id for s in catalog.job_summaries()] == [5]
@@ -96,7 +107,7 @@ def test_a_batch_with_one_bad_job_stores_nothing(catalog: Catalog, database: Dat
 
 
 def test_a_failed_transaction_leaves_nothing_behind(catalog: Catalog, database: Database) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     with pytest.raises(RuntimeError), database.session(write=True) as session:
         session.add(Event(job_id=job.id, kind=EventKind.RESTORED, detail="x", created_at=NOW))
         session.execute(update(Job).values(restart_count=9))
@@ -131,7 +142,7 @@ def test_constraint_checks_hold_in_the_database(database: Database) -> None:
 
 
 def test_update_job_and_uncheckpointable_reason(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     later = NOW + timedelta(minutes=1)
     updated = catalog.update_job(job.id, later, state=JobState.RUNNING, batch_host="node2")
     assert (updated.state, updated.batch_host, updated.updated_at) == (
@@ -150,7 +161,7 @@ def test_update_job_and_uncheckpointable_reason(catalog: Catalog) -> None:
 
 
 def test_requeue_counts_a_restart_and_records_an_event(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     catalog.record_requeue(job.id, "node1 down", NOW + timedelta(minutes=1))
     after = catalog.record_requeue(job.id, "preempted", NOW + timedelta(minutes=2))
     assert after.restart_count == 2
@@ -163,9 +174,26 @@ def test_requeue_counts_a_restart_and_records_an_event(catalog: Catalog) -> None
         catalog.record_requeue(job.id + 100, "x", NOW)
 
 
+def test_chained_requeues_count_chained_runs_with_the_restart(catalog: Catalog) -> None:
+    job = track(catalog, new_job(), NOW)
+    assert job.chained_runs == 0
+    catalog.record_requeue(job.id, "walltime chaining, run 1: x", NOW, chained=True)
+    catalog.record_requeue(job.id, "node1 down", NOW)
+    after = catalog.record_requeue(job.id, "walltime chaining, run 2: y", NOW, chained=True)
+    assert (after.restart_count, after.chained_runs) == (3, 2)
+    assert catalog.get_job(job.id) == after
+    assert catalog.jobs_for_sync("test", [1001])[1001].chained_runs == 2
+    (summary,) = catalog.job_summaries()
+    assert summary.job == after
+    assert len(catalog.events(job.id)) == 3
+    with pytest.raises(CatalogNotFound):
+        catalog.record_requeue(job.id + 100, "x", NOW, chained=True)
+    assert catalog.get_job(job.id).chained_runs == 2
+
+
 def test_events_are_counted_by_kind_and_detail_prefix(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
-    other = catalog.track_job(new_job(slurm_job_id=4243), NOW)
+    job = track(catalog, new_job(), NOW)
+    other = track(catalog, new_job(slurm_job_id=4243), NOW)
     for detail in ("walltime chaining, run 1: x", "walltime chaining, run 2: y", "node1 down"):
         catalog.record_requeue(job.id, detail, NOW)
     catalog.record_requeue(other.id, "walltime chaining, run 1: z", NOW)
@@ -178,7 +206,7 @@ def test_events_are_counted_by_kind_and_detail_prefix(catalog: Catalog) -> None:
 
 
 def test_events_newest_first_with_limit(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     kinds = [EventKind.RESTORE_FAILED, EventKind.FELL_BACK, EventKind.RESTORED]
     for minute, kind in enumerate(kinds):
         catalog.record_event(
@@ -200,7 +228,7 @@ def test_an_event_for_an_unknown_job_is_refused(catalog: Catalog) -> None:
 def test_deleting_a_job_deletes_its_checkpoints_and_events(
     catalog: Catalog, database: Database
 ) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     valid_checkpoint(catalog, job.id, NOW)
     catalog.record_requeue(job.id, "x", NOW)
     with database.session(write=True) as session:
@@ -212,8 +240,8 @@ def test_deleting_a_job_deletes_its_checkpoints_and_events(
 
 
 def test_request_numbers_checkpoints_per_job(catalog: Catalog) -> None:
-    a = catalog.track_job(new_job(1), NOW)
-    b = catalog.track_job(new_job(2), NOW)
+    a = track(catalog, new_job(1), NOW)
+    b = track(catalog, new_job(2), NOW)
     catalog.record_requeue(a.id, "x", NOW)
     seqs = []
     for _ in range(3):
@@ -228,6 +256,66 @@ def test_request_numbers_checkpoints_per_job(catalog: Catalog) -> None:
     assert catalog.checkpoints(a.id)[0].job_restart_count == 1
 
 
+def test_checkpoint_kind_round_trips(catalog: Catalog, database: Database) -> None:
+    job = track(catalog, new_job(), NOW)
+    periodic = catalog.request_checkpoint(job.id, NOW)
+    catalog.mark_valid(periodic.id, dump(periodic.seq), NOW)
+    admin = catalog.request_checkpoint(job.id, NOW, CheckpointKind.ADMIN)
+    catalog.mark_failed(admin.id, "x", NOW)
+    final = catalog.request_checkpoint(job.id, NOW, kind=CheckpointKind.FINAL)
+    catalog.mark_valid(final.id, dump(final.seq), NOW)
+    adopted = catalog.adopt_checkpoint(job.id, 9, dump(9), NOW)
+    assert [periodic.kind, admin.kind, final.kind, adopted.kind] == [
+        CheckpointKind.PERIODIC,
+        CheckpointKind.ADMIN,
+        CheckpointKind.FINAL,
+        CheckpointKind.FINAL,  # the launcher's own final checkpoint
+    ]
+    assert [(c.seq, c.kind) for c in catalog.checkpoints(job.id)] == [
+        (9, CheckpointKind.FINAL),
+        (3, CheckpointKind.FINAL),
+        (2, CheckpointKind.ADMIN),
+        (1, CheckpointKind.PERIODIC),
+    ]
+    newest = catalog.newest_valid(job.id)
+    assert newest is not None and newest.kind == CheckpointKind.FINAL
+    assert catalog.get_checkpoint(admin.id).kind == CheckpointKind.ADMIN
+    with database.session() as session:
+        stored = session.execute(text("SELECT kind FROM checkpoints ORDER BY seq")).scalars()
+        assert list(stored) == ["periodic", "admin", "final", "final"]
+
+
+def test_the_database_refuses_an_unknown_kind_and_fills_in_the_default(
+    catalog: Catalog, database: Database
+) -> None:
+    job = track(catalog, new_job(), NOW)
+    cp = catalog.request_checkpoint(job.id, NOW, CheckpointKind.ADMIN)
+    with pytest.raises(CatalogConflict), database.session(write=True) as session:
+        session.execute(text("UPDATE checkpoints SET kind = 'bogus'"))
+    with pytest.raises(CatalogConflict), database.session(write=True) as session:
+        session.execute(text("UPDATE jobs SET chained_runs = -1"))
+    catalog.mark_failed(cp.id, "x", NOW)
+    # Rows written without them (an older writer, raw SQL) get the server defaults.
+    at = bindparam("at", NOW, type_=UTCDateTime())
+    with database.session(write=True) as session:
+        session.execute(
+            text(
+                "INSERT INTO jobs (cluster, slurm_job_id, user_name, uid, interval_seconds, "
+                "state, restart_count, created_at, updated_at) "
+                "VALUES ('test', 7, 'u', 1, 60, 'RUNNING', 0, :at, :at)"
+            ).bindparams(at)
+        )
+        session.execute(
+            text(
+                "INSERT INTO checkpoints (job_id, seq, state, job_restart_count, created_at) "
+                "VALUES (:job, 2, 'REQUESTED', 0, :at)"
+            ).bindparams(at, job=job.id)
+        )
+    assert catalog.checkpoints(job.id)[0].kind == CheckpointKind.PERIODIC
+    raw = catalog.find_job("test", 7)
+    assert raw is not None and raw.chained_runs == 0
+
+
 def test_request_for_an_unknown_job(catalog: Catalog) -> None:
     with pytest.raises(CatalogNotFound):
         catalog.request_checkpoint(42, NOW)
@@ -236,7 +324,7 @@ def test_request_for_an_unknown_job(catalog: Catalog) -> None:
 
 
 def test_only_one_request_in_flight_per_job(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     first = catalog.request_checkpoint(job.id, NOW)
     with pytest.raises(CatalogConflict, match="in flight"):
         catalog.request_checkpoint(job.id, NOW)
@@ -248,7 +336,7 @@ def test_database_refuses_a_second_requested_row_and_a_duplicate_seq(
     catalog: Catalog, database: Database
 ) -> None:
     # Bypass the catalog's own check: the partial unique index must hold on its own.
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     first = catalog.request_checkpoint(job.id, NOW)
     row = {"job_id": job.id, "job_restart_count": 0, "created_at": NOW}
     with pytest.raises(CatalogConflict), database.session(write=True) as session:
@@ -263,7 +351,7 @@ def test_database_refuses_a_second_requested_row_and_a_duplicate_seq(
 def test_database_refuses_a_valid_row_without_manifest(
     catalog: Catalog, database: Database
 ) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     with pytest.raises(CatalogConflict), database.session(write=True) as session:
         session.execute(
@@ -275,7 +363,7 @@ def test_database_refuses_a_valid_row_without_manifest(
 
 
 def test_mark_valid_records_the_dump(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     done = NOW + timedelta(seconds=30)
     valid = catalog.mark_valid(cp.id, dump(size=123456789012), done)
@@ -295,12 +383,13 @@ def test_mark_valid_records_the_dump(catalog: Catalog) -> None:
         job_restart_count=0,
         created_at=NOW,
         completed_at=done,
+        kind=CheckpointKind.PERIODIC,
     )
     assert catalog.get_checkpoint(cp.id) == valid
 
 
 def test_mark_failed_records_the_reason(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     failed = catalog.mark_failed(cp.id, "criu: unsupported socket", NOW + timedelta(minutes=1))
     assert (failed.state, failed.error) == (S.FAILED, "criu: unsupported socket")
@@ -309,14 +398,20 @@ def test_mark_failed_records_the_reason(catalog: Catalog) -> None:
 
 
 def test_the_whole_life_of_a_checkpoint(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp_id = valid_checkpoint(catalog, job.id, NOW)
-    assert catalog.mark_obsolete(cp_id).state == S.OBSOLETE
+    assert catalog.get_checkpoint(cp_id).state == S.VALID
+    newer = valid_checkpoint(catalog, job.id, NOW + timedelta(hours=1))
+    # Retention is the only way to OBSOLETE; the newer image is kept.
+    decided = catalog.apply_retention(job.id, RetentionPolicy(keep_last=1), NOW)
+    assert [c.id for c in decided.obsolete] == [cp_id]
+    assert catalog.get_checkpoint(cp_id).state == S.OBSOLETE
     assert catalog.mark_deleted(cp_id).state == S.DELETED
+    assert catalog.get_checkpoint(newer).state == S.VALID
 
 
 def test_a_failed_checkpoint_whose_late_image_verified_becomes_valid(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     catalog.mark_failed(cp.id, "no result within 900s", NOW)
     late = catalog.mark_valid(cp.id, dump(cp.seq), NOW)
@@ -339,12 +434,12 @@ def test_a_failed_checkpoint_whose_late_image_verified_becomes_valid(catalog: Ca
 def test_an_illegal_transition_raises_and_changes_nothing(
     catalog: Catalog, reach: tuple[S, ...], target: S
 ) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     moves: dict[S, Callable[[int], CheckpointRecord]] = {
         S.VALID: lambda i: catalog.mark_valid(i, dump(), NOW),
         S.FAILED: lambda i: catalog.mark_failed(i, "x", NOW),
-        S.OBSOLETE: catalog.mark_obsolete,
+        S.OBSOLETE: lambda i: mark_obsolete(catalog, i),
         S.DELETED: catalog.mark_deleted,
     }
     for state in reach:
@@ -364,7 +459,7 @@ def test_an_illegal_transition_raises_and_changes_nothing(
 def test_instances_racing_to_validate_one_checkpoint(
     catalog: Catalog, open_instance: Callable[..., Catalog], instances: int
 ) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     outcomes = _race(
         [open_instance() for _ in range(instances)],
@@ -379,7 +474,7 @@ def test_instances_racing_to_validate_one_checkpoint(
 def test_instances_racing_to_request_a_checkpoint_of_one_job(
     catalog: Catalog, open_instance: Callable[..., Catalog]
 ) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     outcomes = _race(
         [open_instance() for _ in range(4)], lambda other, n: other.request_checkpoint(job.id, NOW)
     )
@@ -391,13 +486,14 @@ def test_instances_racing_to_request_a_checkpoint_of_one_job(
 def test_instances_counting_restarts_lose_none(
     catalog: Catalog, open_instance: Callable[..., Catalog]
 ) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     outcomes = _race(
         [open_instance() for _ in range(4)],
-        lambda other, n: other.record_requeue(job.id, str(n), NOW),
+        lambda other, n: other.record_requeue(job.id, str(n), NOW, chained=n % 2 == 0),
     )
     assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
     assert catalog.get_job(job.id).restart_count == 4
+    assert catalog.get_job(job.id).chained_runs == 2
     assert len(catalog.events(job.id)) == 4
 
 
@@ -424,12 +520,12 @@ def _race(instances: list[Catalog], action: Callable[[Catalog, int], object]) ->
 
 
 def test_newest_valid_and_valid_newest_first(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
-    other = catalog.track_job(new_job(2), NOW)
+    job = track(catalog, new_job(), NOW)
+    other = track(catalog, new_job(2), NOW)
     valid_checkpoint(catalog, other.id, NOW + timedelta(hours=9))
     ids = [valid_checkpoint(catalog, job.id, NOW + timedelta(hours=h)) for h in range(4)]
+    catalog.apply_retention(job.id, RetentionPolicy(keep_last=3), NOW)  # ids[0] obsolete
     catalog.mark_failed(catalog.request_checkpoint(job.id, NOW + timedelta(hours=5)).id, "x", NOW)
-    catalog.mark_obsolete(ids[0])
     catalog.request_checkpoint(job.id, NOW + timedelta(hours=6))
     newest = catalog.newest_valid(job.id)
     assert newest is not None
@@ -440,12 +536,12 @@ def test_newest_valid_and_valid_newest_first(catalog: Catalog) -> None:
 
 
 def test_job_summaries_in_one_query(catalog: Catalog) -> None:
-    busy = catalog.track_job(new_job(20, user_name="ckpt-bob"), NOW)
-    idle = catalog.track_job(new_job(10), NOW)
-    elsewhere = catalog.track_job(new_job(5, cluster="zeta"), NOW)
+    busy = track(catalog, new_job(20, user_name="ckpt-bob"), NOW)
+    idle = track(catalog, new_job(10), NOW)
+    elsewhere = track(catalog, new_job(5, cluster="zeta"), NOW)
     for hour, size in [(1, 100), (2, 250), (3, 4_000_000_000)]:
         valid_checkpoint(catalog, busy.id, NOW + timedelta(hours=hour), size)
-    catalog.mark_obsolete(catalog.valid_checkpoints(busy.id)[-1].id)
+    catalog.apply_retention(busy.id, RetentionPolicy(keep_last=2), NOW)  # the oldest one
     catalog.mark_failed(catalog.request_checkpoint(busy.id, NOW).id, "x", NOW)
     catalog.request_checkpoint(busy.id, NOW)
     catalog.record_requeue(busy.id, "x", NOW)
@@ -468,7 +564,7 @@ def test_job_summaries_in_one_query(catalog: Catalog) -> None:
 def test_stuck_requests_are_those_older_than_the_deadline(catalog: Catalog) -> None:
     ids = []
     for n, minutes in enumerate([0, 10, 20, 29]):
-        job = catalog.track_job(new_job(n + 1), NOW)
+        job = track(catalog, new_job(n + 1), NOW)
         ids.append(catalog.request_checkpoint(job.id, NOW + timedelta(minutes=minutes)).id)
     catalog.mark_failed(ids[0], "x", NOW)
     now = NOW + timedelta(minutes=30)
@@ -478,7 +574,7 @@ def test_stuck_requests_are_those_older_than_the_deadline(catalog: Catalog) -> N
 
 
 def test_apply_retention_marks_obsolete_and_keeps_the_newest(catalog: Catalog) -> None:
-    job = catalog.track_job(new_job(), NOW)
+    job = track(catalog, new_job(), NOW)
     ids = [valid_checkpoint(catalog, job.id, NOW + timedelta(hours=h)) for h in range(5)]
     failed = catalog.request_checkpoint(job.id, NOW)
     catalog.mark_failed(failed.id, "x", NOW)

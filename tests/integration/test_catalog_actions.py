@@ -17,8 +17,15 @@ from slurm_ckpt.db.session import Database
 from slurm_ckpt.db.states import ActionKind, ActionState
 from slurm_ckpt.errors import CatalogConflict, CatalogError, CatalogNotFound, IllegalTransition
 
-from .catalog_fixtures import *  # noqa: F403
-from .catalog_fixtures import NOW
+from .catalog_fixtures import (  # noqa: F401 (fixtures: pytest finds them by name)
+    NOW,
+    catalog_fixture,
+    catalog_url_fixture,
+    database_fixture,
+    open_instance_fixture,
+    postgres_catalog_url_fixture,
+    postgres_server_fixture,
+)
 
 K = ActionKind
 A = ActionState

@@ -18,8 +18,13 @@ from slurm_ckpt.db.session import Database, open_database
 from slurm_ckpt.db.states import CheckpointState
 from slurm_ckpt.errors import CatalogBusy, CatalogError, CatalogUnavailable, IllegalTransition
 
-from .catalog_fixtures import *  # noqa: F403
-from .catalog_fixtures import NOW, new_job
+from .catalog_fixtures import (  # noqa: F401 (fixtures: pytest finds them by name)
+    NOW,
+    new_job,
+    postgres_catalog_url_fixture,
+    postgres_server_fixture,
+    track,
+)
 
 DUMP = DumpResult("/store/x/1", 10, 1, 1.0, 0.1, "4.1", "xxh3_128:" + "b" * 32)
 
@@ -46,7 +51,7 @@ def test_postgresql_row_lock_makes_a_second_instance_wait(
     pg: Database, postgres_catalog_url: str
 ) -> None:
     catalog = Catalog(pg)
-    job = catalog.track_job(new_job(fresh_job_id()), NOW)
+    job = track(catalog, new_job(fresh_job_id()), NOW)
     cp = catalog.request_checkpoint(job.id, NOW)
     other = Catalog(open_database(postgres_catalog_url))
     outcome: list[object] = []
@@ -87,7 +92,7 @@ def test_postgresql_row_lock_makes_a_second_instance_wait(
 
 def test_postgresql_lost_connection_is_unavailable_then_recovers(pg: Database) -> None:
     catalog = Catalog(pg)
-    job = catalog.track_job(new_job(fresh_job_id()), NOW)
+    job = track(catalog, new_job(fresh_job_id()), NOW)
     with pytest.raises(CatalogUnavailable) as info, pg.session(write=True) as session:
         session.execute(update(Checkpoint).values(error="half-written"))
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
@@ -120,13 +125,13 @@ def test_sqlite_writer_past_the_busy_timeout_is_busy(sqlite_url: str) -> None:
             session.execute(text("UPDATE jobs SET restart_count = 0"))
             started = time.monotonic()
             with pytest.raises(CatalogBusy, match="locked by another writer"):
-                Catalog(waiter).track_job(new_job(), NOW)
+                track(Catalog(waiter), new_job(), NOW)
             assert 0.15 < time.monotonic() - started < 5
             # In WAL mode a reader is not blocked by the open write transaction.
             assert Catalog(waiter).find_job("test", 1001) is None
         # The failed write left nothing behind, and once the lock is free it works.
         assert Catalog(waiter).job_summaries() == []
-        Catalog(waiter).track_job(new_job(), NOW)
+        track(Catalog(waiter), new_job(), NOW)
     finally:
         holder.dispose()
         waiter.dispose()

@@ -1,5 +1,6 @@
 """CRIU, built by the set-up, dumps and restores an ordinary user's process in
-unprivileged mode through pycriu, and the process carries on where it was."""
+unprivileged mode through pycriu, and the process carries on where it was; so does
+a process tree through the product's backend (slurm_ckpt/dump/criu.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from slurm_ckpt import proc
+from tests.contract.dump_scenarios import COUNT, run
 
 HERE = Path(__file__).parent
 
@@ -55,3 +57,18 @@ def test_unprivileged_dump_and_restore_continues_the_counter(
     # Image files belong to the user, not to root.
     images = list((user_dir / "images").glob("*.img"))
     assert images and all(p.stat().st_uid == test_user.pw_uid for p in images)
+
+
+def test_the_criu_backend_restores_the_tree_to_go_on_from_its_dump(
+    test_user: pwd.struct_passwd, user_dir: Path, criu_unpriv: Path
+) -> None:
+    # The dump contract's round trip (tests/contract/test_dumpers.py), through the
+    # product's backend: what only a backend that saves memory can show.
+    seen = run("criu", "roundtrip", user_dir, user=test_user.pw_name, binary=criu_unpriv)
+    (frozen,) = seen["frozen"]
+    at_dump, killed_at = frozen["lines"], seen["killed_at"]
+    assert 10 <= at_dump < killed_at < COUNT
+    assert seen["exit_code"] == 0
+    # Counted to the kill, then again from the line after the dump to the end: the
+    # restored root is the same process, frozen where the dump saw it.
+    assert seen["lines"] == [*range(1, killed_at + 1), *range(at_dump + 1, COUNT + 1)]

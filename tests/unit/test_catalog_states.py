@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import ast
 import itertools
+from pathlib import Path
 
 import pytest
 
-from slurm_ckpt.db.states import ALLOWED_TRANSITIONS, CheckpointState, check_transition
+from slurm_ckpt.db import states
+from slurm_ckpt.db.states import (
+    ALLOWED_TRANSITIONS,
+    CheckpointKind,
+    CheckpointState,
+    check_transition,
+)
 from slurm_ckpt.errors import CatalogConflict, IllegalTransition
 
 S = CheckpointState
@@ -46,3 +54,19 @@ def test_message_names_the_checkpoint_and_what_is_allowed() -> None:
     assert str(info.value) == (
         "a checkpoint is DELETED: it cannot become VALID (allowed: none, it is final)"
     )
+
+
+def test_checkpoint_kinds_are_the_values_the_catalog_stores() -> None:
+    assert [k.value for k in CheckpointKind] == ["periodic", "final", "admin"]
+
+
+def test_states_imports_nothing_but_the_standard_library_and_errors() -> None:
+    # The in-job launcher imports it: SQLAlchemy must not come with it.
+    tree = ast.parse(Path(states.__file__).read_text())
+    imported = {
+        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported == {"__future__", "collections.abc", "enum", "slurm_ckpt.errors"}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -33,12 +34,12 @@ def test_defaults_when_the_default_file_is_missing(
             "criu.group": "slurm-ckpt-criu",
             "catalog.url": "sqlite:////var/lib/slurm-ckpt/catalog.db",
             "slurm.adapter": "cli",
-            "slurm.command_timeout": 30.0,
-            "checkpoint.min_interval": 300,
+            "slurm.command_timeout": timedelta(seconds=30),
+            "checkpoint.min_interval": timedelta(minutes=5),
             "retention.keep_last": 3,
             "retention.keep_within": None,
             "slurm.cluster": "cluster",
-            "service.poll_interval": 5,
+            "service.poll_interval": timedelta(seconds=5),
             "service.max_concurrent_checkpoints": 4,
             "service.log_level": "INFO",
         },
@@ -92,21 +93,22 @@ def test_file_values(tmp_path: Path) -> None:
             # The catalog follows the configured state_dir unless set itself.
             "catalog.url": "sqlite:////srv/ckpt/catalog.db",
             "slurm.adapter": "pyslurm",
-            "slurm.command_timeout": 12.5,
-            "checkpoint.min_interval": 5400,
+            "slurm.command_timeout": timedelta(seconds=12.5),
+            "checkpoint.min_interval": timedelta(hours=1, minutes=30),
             "retention.keep_last": 0,
-            "retention.keep_within": 2 * 86400,
-            "service.poll_interval": 30,
+            "retention.keep_within": timedelta(days=2),
+            "service.poll_interval": timedelta(seconds=30),
             "service.max_concurrent_checkpoints": 16,
             "service.log_level": "DEBUG",
         },
     )
 
 
-def test_integer_command_timeout_is_a_float(tmp_path: Path) -> None:
+def test_seconds_may_be_integers_or_fractions(tmp_path: Path) -> None:
     s = load_settings(write_config(tmp_path, "[slurm]\ncommand_timeout = 7\n"), {})
-    assert s.slurm.command_timeout == 7.0
-    assert isinstance(s.slurm.command_timeout, float)
+    assert s.slurm.command_timeout == timedelta(seconds=7)
+    s = load_settings(write_config(tmp_path, ""), {"SLURM_CKPT_LAUNCHER_PID_WAIT": "0.25"})
+    assert s.launcher.pid_wait == timedelta(milliseconds=250)
 
 
 def test_catalog_url_from_file(tmp_path: Path) -> None:
@@ -145,9 +147,9 @@ def test_env_wins_over_file(tmp_path: Path) -> None:
         {
             "paths.state_dir": Path("/from/env"),
             "catalog.url": "postgresql://db/ckpt",
-            "slurm.command_timeout": 2.5,
+            "slurm.command_timeout": timedelta(seconds=2.5),
             "service.max_concurrent_checkpoints": 8,
-            "service.poll_interval": 60,
+            "service.poll_interval": timedelta(minutes=1),
             "service.log_level": "WARNING",
         },
     )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from slurm_ckpt.config import REQUEUE_CAUSES, load_settings
+from slurm_ckpt.config import load_settings
 from slurm_ckpt.slurm import states
 
 from .config_helpers import (
@@ -24,10 +25,10 @@ def test_defaults(tmp_path: Path) -> None:
         s,
         {
             "service.max_checkpoints_per_store": 2,
-            "service.checkpoint_deadline": 900,
-            "service.store_timeout": 30.0,
-            "service.failure_backoff": 300,
-            "service.failure_backoff_max": 7200,
+            "service.checkpoint_deadline": timedelta(minutes=15),
+            "service.store_timeout": timedelta(seconds=30),
+            "service.failure_backoff": timedelta(minutes=5),
+            "service.failure_backoff_max": timedelta(hours=2),
             "service.give_up_after": 5,
             "service.jitter_fraction": 0.1,
             "service.metrics_port": 0,
@@ -37,7 +38,7 @@ def test_defaults(tmp_path: Path) -> None:
             "requeue.max_restarts": 3,
             "walltime.chaining": False,
             "walltime.max_chained_runs": 5,
-            "walltime.margin": 120,
+            "walltime.margin": timedelta(minutes=2),
         },
     )
 
@@ -45,7 +46,7 @@ def test_defaults(tmp_path: Path) -> None:
 def test_the_default_deadline_outlasts_a_dump_and_its_commit(tmp_path: Path) -> None:
     s = load_settings(write_config(tmp_path, ""), {})
     # A 1 GiB image hashes and commits in seconds (docs/benchmarks.md); a minute spare.
-    assert s.service.checkpoint_deadline >= s.launcher.dump_timeout + 60
+    assert s.service.checkpoint_deadline >= s.launcher.dump_timeout + timedelta(minutes=1)
 
 
 def test_file_values(tmp_path: Path) -> None:
@@ -78,9 +79,9 @@ def test_file_values(tmp_path: Path) -> None:
         s,
         {
             "service.max_checkpoints_per_store": 8,
-            "service.checkpoint_deadline": 1800,
-            "service.failure_backoff": 60,
-            "service.failure_backoff_max": 86400,
+            "service.checkpoint_deadline": timedelta(minutes=30),
+            "service.failure_backoff": timedelta(minutes=1),
+            "service.failure_backoff_max": timedelta(days=1),
             "service.give_up_after": 1,
             "service.jitter_fraction": 0.0,  # a float, though the file says 0
             "service.metrics_port": 9464,
@@ -90,7 +91,7 @@ def test_file_values(tmp_path: Path) -> None:
             "requeue.max_restarts": 0,
             "walltime.chaining": True,
             "walltime.max_chained_runs": 0,
-            "walltime.margin": 300,
+            "walltime.margin": timedelta(minutes=5),
         },
     )
 
@@ -123,9 +124,9 @@ def test_env_overrides(tmp_path: Path) -> None:
         s,
         {
             "service.max_checkpoints_per_store": 3,
-            "service.checkpoint_deadline": 900,
-            "service.failure_backoff": 30,
-            "service.failure_backoff_max": 3600,
+            "service.checkpoint_deadline": timedelta(minutes=15),
+            "service.failure_backoff": timedelta(seconds=30),
+            "service.failure_backoff_max": timedelta(hours=1),
             "service.give_up_after": 9,
             "service.jitter_fraction": 0.25,
             "service.metrics_port": 9100,
@@ -135,7 +136,7 @@ def test_env_overrides(tmp_path: Path) -> None:
             "requeue.max_restarts": 7,
             "walltime.chaining": True,
             "walltime.max_chained_runs": 2,
-            "walltime.margin": 90,
+            "walltime.margin": timedelta(seconds=90),
         },
     )
 
@@ -155,10 +156,19 @@ def test_empty_env_causes_means_none(tmp_path: Path) -> None:
 
 
 def test_requeue_causes_are_finished_states_but_never_a_cancel_or_completion() -> None:
-    assert set(REQUEUE_CAUSES) <= states.FINISHED
-    assert "CANCELLED" not in REQUEUE_CAUSES
-    assert "COMPLETED" not in REQUEUE_CAUSES
-    assert {"FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "TIMEOUT", "PREEMPTED"} <= set(REQUEUE_CAUSES)
+    assert states.REQUEUE_CAUSES <= states.FINISHED
+    assert "CANCELLED" not in states.REQUEUE_CAUSES
+    assert "COMPLETED" not in states.REQUEUE_CAUSES
+    assert {"FAILED", "OUT_OF_MEMORY", "NODE_FAIL", "TIMEOUT", "PREEMPTED"} <= states.REQUEUE_CAUSES
+    assert states.DEFAULT_REQUEUE_CAUSES <= states.REQUEUE_CAUSES
+
+
+def test_the_causes_are_those_of_slurm_states(tmp_path: Path) -> None:
+    s = load_settings(write_config(tmp_path, ""), {})
+    assert s.requeue.causes is states.DEFAULT_REQUEUE_CAUSES
+    every = ", ".join(f'"{c}"' for c in sorted(states.REQUEUE_CAUSES))
+    s = load_settings(write_config(tmp_path, f"[requeue]\ncauses = [{every}]\n"), {})
+    assert s.requeue.causes == states.REQUEUE_CAUSES
 
 
 @pytest.mark.parametrize(

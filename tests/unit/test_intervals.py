@@ -13,7 +13,6 @@ from slurm_ckpt.intervals import (
     HOUR,
     MAX_INTERVAL_SECONDS,
     MINUTE,
-    format_interval,
     parse_interval,
 )
 
@@ -106,44 +105,6 @@ def test_message_of_a_long_value_is_shortened() -> None:
     with pytest.raises(IntervalError) as info:
         parse_interval("9" * 1000)
     assert len(str(info.value)) < 300
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (1, "1s"),
-        (45, "45s"),
-        (90, "1m30s"),
-        (1800, "30m"),
-        (3600, "1h"),
-        (5400, "1h30m"),
-        (86400, "1d"),
-        (129600, "1d12h"),
-        (172800, "2d"),
-        (90061, "1d1h1m1s"),
-        (MAX_INTERVAL_SECONDS, "365d"),
-    ],
-)
-def test_format(seconds: int, text: str) -> None:
-    assert format_interval(seconds) == text
-
-
-@pytest.mark.parametrize("seconds", [0, -1, MAX_INTERVAL_SECONDS + 1])
-def test_format_rejects_out_of_range(seconds: int) -> None:
-    with pytest.raises(IntervalError):
-        format_interval(seconds)
-
-
-def test_format_rejects_non_int() -> None:
-    with pytest.raises(TypeError):
-        format_interval(True)
-
-
-@given(st.integers(min_value=1, max_value=MAX_INTERVAL_SECONDS))
-def test_format_then_parse_round_trips(seconds: int) -> None:
-    text = format_interval(seconds)
-    assert re.fullmatch(r"([1-9][0-9]*d)?([1-9][0-9]?h)?([1-9][0-9]?m)?([1-9][0-9]?s)?", text)
-    assert parse_interval(text) == seconds
 
 
 @given(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.dump.fake import FAKE_IMAGE, FakeDumper
+from slurm_ckpt.exchange import Attempt
 from slurm_ckpt.launcher.session import Job, Session, process_age
 from slurm_ckpt.store import writer
 from slurm_ckpt.store.layout import JobDir, ensure_job_dir
@@ -76,7 +77,7 @@ def test_corrupt_newest_falls_back_and_says_why(tmp_path: Path) -> None:
     report = session._restore()
 
     assert (report.outcome, report.seq) == ("fell_back", 1)
-    assert report.attempts[0]["seq"] == 2 and "checksum" in str(report.attempts[0]["error"])
+    assert report.attempts[0].seq == 2 and "checksum" in report.attempts[0].error
     assert dumper.restored == [older]
 
 
@@ -89,7 +90,7 @@ def test_no_usable_image_means_fresh_start_by_default(tmp_path: Path) -> None:
     report = session._restore()
 
     assert report.outcome == "fresh_start"
-    assert report.attempts == [{"seq": 1, "error": "restore failed: criu says no"}]
+    assert report.attempts == [Attempt(1, "restore failed: criu says no")]
 
 
 def test_no_usable_image_fails_when_the_site_says_so(tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
     report = session._restore()
 
     assert report.outcome == "fresh_start"
-    assert "job 43" in str(report.attempts[0]["error"])
+    assert "job 43" in report.attempts[0].error
 
 
 def test_a_final_checkpoint_newer_than_the_published_list_is_tried_first(

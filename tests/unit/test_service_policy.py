@@ -8,10 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from slurm_ckpt import config
 from slurm_ckpt.service.policy import (
-    DEFAULT_REQUEUE_CAUSES,
-    REQUEUE_CAUSE_STATES,
     Admission,
     FailureTracker,
     RequeuePolicy,
@@ -270,12 +267,12 @@ def test_default_causes() -> None:
     policy = RequeuePolicy(max_restarts=3)
     assert policy.causes == frozenset({"FAILED", "OUT_OF_MEMORY", "NODE_FAIL"})
     assert "TIMEOUT" not in policy.causes
-    # The config's default and allowed names are the policy's.
-    assert frozenset(config.DEFAULT_REQUEUE_CAUSES) == DEFAULT_REQUEUE_CAUSES
-    assert frozenset(config.REQUEUE_CAUSES) == REQUEUE_CAUSE_STATES
+    # One definition, in slurm.states, which the configuration reads too.
+    assert policy.causes is states.DEFAULT_REQUEUE_CAUSES
+    assert policy.causes <= states.REQUEUE_CAUSES
 
 
-@pytest.mark.parametrize("state", sorted(DEFAULT_REQUEUE_CAUSES))
+@pytest.mark.parametrize("state", sorted(states.DEFAULT_REQUEUE_CAUSES))
 def test_requeue_for_each_default_cause(state: str) -> None:
     d = RequeuePolicy(max_restarts=3).decide(state, 0, True)
     assert d.requeue
@@ -286,14 +283,14 @@ def test_requeue_for_each_default_cause(state: str) -> None:
 
 @pytest.mark.parametrize("state", ["CANCELLED", "CANCELLED by 1000", "cancelled"])
 def test_never_after_a_cancel(state: str) -> None:
-    everything = RequeuePolicy(causes=REQUEUE_CAUSE_STATES, max_restarts=100)
+    everything = RequeuePolicy(causes=states.REQUEUE_CAUSES, max_restarts=100)
     d = everything.decide(state, 0, True)
     assert not d.requeue
     assert "cancelled" in d.reason
 
 
 def test_never_after_completion() -> None:
-    d = RequeuePolicy(causes=REQUEUE_CAUSE_STATES, max_restarts=100).decide("COMPLETED", 0, True)
+    d = RequeuePolicy(causes=states.REQUEUE_CAUSES, max_restarts=100).decide("COMPLETED", 0, True)
     assert not d.requeue
     assert "completed" in d.reason
 

@@ -91,7 +91,14 @@ def test_unknown_job_is_not_retried() -> None:
     with pytest.raises(JobNotFound) as err:
         cli.signal_batch(9)
     assert err.value.job_id == 9 and sleeps == []
-    assert runner.calls[0][0] == ("scancel", "--signal=USR1", "--batch", "9")
+    assert runner.calls[0][0] == (
+        "scancel",
+        "--verbose",
+        "--state=RUNNING",
+        "--signal=USR1",
+        "--batch",
+        "9",
+    )
 
 
 def test_a_refusal_is_typed_and_not_retried() -> None:
@@ -114,7 +121,7 @@ def test_bad_job_ids_are_refused_before_slurm_is_asked(job_id: int) -> None:
     runner = Script()
     cli, _ = adapter(runner)
     with pytest.raises(ValueError):
-        cli.hold(job_id)
+        cli.requeue(job_id)
     assert runner.calls == []
 
 

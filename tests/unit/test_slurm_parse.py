@@ -141,11 +141,11 @@ def test_sinfo_states_recorded_up_drained_and_down() -> None:
     assert idle["node1"].state == "mixed" and idle["node1"].reason is None
 
     drained = parse.parse_sinfo((DATA / "sinfo_drained.txt").read_text())["node2"]
-    assert drained.state == "drained" and drained.is_draining and not drained.is_usable
+    assert drained.state == "drained" and not drained.is_usable
     assert drained.reason == "slurm-ckpt test | pipe"
 
     down = parse.parse_sinfo((DATA / "sinfo_down.txt").read_text())["node2"]
-    assert down.is_down and not down.is_usable
+    assert down.state == "down" and not down.is_usable
     assert down.reason == "recorded for slurm-ckpt parser tests"
 
 
@@ -153,7 +153,8 @@ def test_sinfo_not_responding_flag_and_duplicate_partitions() -> None:
     nodes = parse.parse_sinfo("node2|idle*|none\nnode2|idle*|none\nnode1|down*|Not responding\n")
     assert nodes["node2"].state == "idle" and not nodes["node2"].responding
     assert not nodes["node2"].is_usable
-    assert nodes["node1"].is_down and nodes["node1"].reason == "Not responding"
+    assert nodes["node1"].state == "down" and not nodes["node1"].responding
+    assert nodes["node1"].reason == "Not responding"
 
 
 @pytest.mark.parametrize("text", ["node1\n", "|idle|none\n", "node1||none\n"])

@@ -168,7 +168,7 @@ def test_timeout_does_not_hang_on_a_process_that_left_the_group(tmp_path: Path) 
 
 def test_str_argv_is_rejected() -> None:
     with pytest.raises(TypeError):
-        run("echo hello", timeout=10)  # type: ignore[arg-type]
+        run("echo hello", timeout=10)
 
 
 def test_empty_argv_and_bad_timeout_are_rejected() -> None:

@@ -13,7 +13,8 @@ from typing import ClassVar
 import pytest
 
 from slurm_ckpt.db.catalog import ActionRecord, DumpResult
-from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointState, EventKind
+from slurm_ckpt.db.checkpoints import move
+from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointKind, CheckpointState, EventKind
 from slurm_ckpt.errors import SlurmRejected
 from slurm_ckpt.service.actions import RESTARTED
 from slurm_ckpt.service.checkpoints import Outcome
@@ -131,8 +132,16 @@ def test_the_outcome_reaches_the_runner_through_the_service(world: World) -> Non
     job = world.tracked(202)
 
     # As the checkpointer reports an outcome; the catalog row is still REQUESTED.
-    world.service._on_outcome(
-        Outcome(job, 1, True, "", total_bytes=3 * 1024 * 1024, dump_seconds=0.25, kind="admin")
+    world.service.checkpointer.on_outcome(
+        Outcome(
+            job,
+            1,
+            True,
+            "",
+            total_bytes=3 * 1024 * 1024,
+            dump_seconds=0.25,
+            kind=CheckpointKind.ADMIN,
+        )
     )
     world.service.actions.run()
 
@@ -193,7 +202,7 @@ def test_a_checkpoint_already_in_flight_is_followed_not_doubled(world: World) ->
     world.service.sync()
     job = world.tracked(206)
     world.silent.add(206)
-    world.service.checkpoint_now(job.id)  # a periodic one, not answered yet
+    world.service.schedule.checkpoint_now(job.id)  # a periodic one, not answered yet
     action = world.submit(K.CHECKPOINT, slurm_job_id=206)
 
     world.tick()
@@ -229,7 +238,7 @@ def test_a_full_admission_waits_for_a_free_slot(world: World) -> None:
     world.job(209)
     world.service.sync()
     world.silent.add(208)
-    world.service.checkpoint_now(world.tracked(208).id)  # holds the only slot
+    world.service.schedule.checkpoint_now(world.tracked(208).id)  # holds the only slot
     action = world.submit(K.CHECKPOINT, slurm_job_id=209)
 
     world.tick(3)
@@ -283,7 +292,7 @@ def test_requeue_is_not_done_when_the_checkpoint_first_fails(world: World) -> No
 def test_requeue_without_checkpoint_resumes_from_the_newest_image(world: World) -> None:
     world.job(212)
     world.service.sync()
-    world.service.checkpoint_now(world.tracked(212).id)
+    world.service.schedule.checkpoint_now(world.tracked(212).id)
     world.service.collect()
     action = world.submit(K.REQUEUE, slurm_job_id=212)
 
@@ -399,14 +408,15 @@ def test_gc_applies_retention_and_finishes_interrupted_deletions(world: World) -
     world.service.sync()
     keep_all = world.make_service(SLURM_CKPT_RETENTION_KEEP_LAST="10")
     for _ in range(4):
-        keep_all.checkpoint_now(world.tracked(221).id)
+        keep_all.schedule.checkpoint_now(world.tracked(221).id)
         keep_all.collect()
         world.clock.advance(60)
-    keep_all.checkpoint_now(world.tracked(222).id)
+    keep_all.schedule.checkpoint_now(world.tracked(222).id)
     keep_all.collect()
     # A deletion a crash cut off: marked obsolete, files still there.
     (first_of_222,) = world.catalog.checkpoints(world.tracked(222).id)
-    world.catalog.mark_obsolete(first_of_222.id)
+    with world.catalog.db.session(write=True) as session:
+        move(session, first_of_222.id, CheckpointState.OBSOLETE)
     sizes = {
         c.id: c.total_bytes or 0
         for job in (221, 222)

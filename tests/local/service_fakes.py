@@ -20,6 +20,7 @@ from slurm_ckpt.db.session import open_database
 from slurm_ckpt.dump.fake import FakeDumper
 from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.service.app import Service
+from slurm_ckpt.service.main import compose
 from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
@@ -51,6 +52,7 @@ class FakeWorld:
     JOB_INTERVAL: ClassVar[int] = 60
 
     service: Service
+    settings: Settings  # the current service's
     slurm: FakeSlurm
     catalog: Catalog
     clock: FakeClock
@@ -70,10 +72,9 @@ class FakeWorld:
         try:
             clock = FakeClock()
             catalog = Catalog(db)
-            service = Service(
-                fake_settings(store, url, **env), catalog, slurm, cluster=CLUSTER, clock=clock
-            )
-            world = cls(service, slurm, catalog, clock, store)
+            settings = fake_settings(store, url, **env)
+            service = compose(settings, catalog, slurm, cluster=CLUSTER, clock=clock)
+            world = cls(service, settings, slurm, catalog, clock, store)
             slurm.on_signal = world.play_launcher
             yield world
         finally:
@@ -82,19 +83,14 @@ class FakeWorld:
     def make_service(self, **env: str) -> Service:
         """Another instance on the same catalog, Slurm and clock; `env` replaces the
         settings the world was opened with, it does not add to them."""
-        settings = fake_settings(self.store, self.service.settings.catalog.url, **env)
+        settings = fake_settings(self.store, self.settings.catalog.url, **env)
         return self.restarted_service(settings)
 
     def restarted_service(self, settings: Settings | None = None) -> Service:
         """A new instance, as one starts after the current one died; with the current
-        one's settings unless given others."""
-        return Service(
-            settings or self.service.settings,
-            self.catalog,
-            self.slurm,
-            cluster=CLUSTER,
-            clock=self.clock,
-        )
+        one's settings unless given others (which become the world's)."""
+        self.settings = settings or self.settings
+        return compose(self.settings, self.catalog, self.slurm, cluster=CLUSTER, clock=self.clock)
 
     def job(self, job_id: int, **fields: object) -> JobInfo:
         """A running job Slurm knows, with its job directory in the store."""
@@ -128,7 +124,7 @@ class FakeWorld:
             Job(job_id, 0, ["/bin/sh"], jobdir.path / "x", []),
             jobdir,
             FakeDumper(fail_dump=self.failing.get(job_id)),
-            self.service.settings,
+            self.settings,
         )
         session.child = FREE_PID
         session.criu_version = "fake-1"

@@ -170,7 +170,7 @@ def test_gc_dry_run_lists_what_would_go(env: dict[str, str], catalog: Catalog) -
 def test_gc_yes_submits_a_gc_action(env: dict[str, str], catalog: Catalog) -> None:
     assert run(env, "gc", "--yes").exit_code == 0
     (gc,) = pending(catalog)
-    assert gc.kind == ActionKind.GC and gc.options == {"dry_run": False}
+    assert gc.kind == ActionKind.GC and gc.options == {}
 
 
 def verifiable_job(catalog: Catalog, store: Path, *, slurm_job_id: int = 4242009) -> None:
@@ -178,8 +178,8 @@ def verifiable_job(catalog: Catalog, store: Path, *, slurm_job_id: int = 4242009
     Its uid is whoever runs the tests: verify reads the folder with the owner's identity,
     so the user's folder (made here as the trusted side would) is the caller's."""
     owner = os.geteuid()
-    record = catalog.track_job(
-        NewJob(CLUSTER, slurm_job_id, ALICE.name, owner, 600, state=JobState.RUNNING), NOW
+    (record,) = catalog.track_jobs(
+        [NewJob(CLUSTER, slurm_job_id, ALICE.name, owner, 600, state=JobState.RUNNING)], NOW
     )
     c = catalog.request_checkpoint(record.id, NOW)
     (store / ALICE.name).mkdir(mode=0o700, exist_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_ckpt.db.states import CheckpointState, EventKind, JobState
+from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import CatalogUnavailable
 from slurm_ckpt.service.checkpoints import Sent
 from slurm_ckpt.slurm.fake import FakeSlurm
@@ -51,7 +51,7 @@ def test_a_running_job_is_tracked_and_scheduled_one_interval_after_its_start(
         600,
         os.getuid(),
     )
-    scheduled = world.service.scheduler.get_job(f"ckpt-{record.id}")
+    scheduled = world.service.schedule.scheduler.get_job(f"ckpt-{record.id}")
     assert scheduled is not None
     due = scheduled.next_run_time
     # One interval after the start, plus a jitter of at most 10 % of it.
@@ -63,7 +63,7 @@ def test_checkpoint_request_result_valid_and_published(world: FakeWorld) -> None
     world.service.sync()
     record = world.tracked(102)
 
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     world.service.collect()
 
     (checkpoint,) = world.catalog.checkpoints(record.id)
@@ -80,7 +80,7 @@ def test_retention_keeps_the_newest_two_and_deletes_older_files(world: FakeWorld
     world.service.sync()
     record = world.tracked(103)
     for _ in range(4):
-        world.service.checkpoint_now(record.id)
+        world.service.schedule.checkpoint_now(record.id)
         world.service.collect()
         world.clock.advance(60)
 
@@ -102,13 +102,13 @@ def test_repeated_failures_back_off_then_mark_the_job_uncheckpointable(world: Fa
     record = world.tracked(104)
     world.failing[104] = "inet: Connected TCP socket"
 
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     world.service.collect()
-    world.service.checkpoint_now(record.id)  # within the back-off: not sent
+    world.service.schedule.checkpoint_now(record.id)  # within the back-off: not sent
     assert len(world.slurm.signals) == 1
     for _ in range(2):
         world.clock.advance(3600)
-        world.service.checkpoint_now(record.id)
+        world.service.schedule.checkpoint_now(record.id)
         world.service.collect()
 
     failed = world.catalog.checkpoints(record.id)
@@ -117,7 +117,7 @@ def test_repeated_failures_back_off_then_mark_the_job_uncheckpointable(world: Fa
     reason = world.catalog.get_job(record.id).uncheckpointable_reason
     assert reason is not None and "Connected TCP socket" in reason
     world.clock.advance(3600)
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     assert len(world.slurm.signals) == 3  # no more requests for an uncheckpointable job
 
 
@@ -127,7 +127,7 @@ def test_a_request_without_result_fails_at_its_deadline(world: FakeWorld) -> Non
     record = world.tracked(105)
     world.slurm.on_signal = None  # the launcher never answers
 
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     world.service.collect()
     assert world.catalog.checkpoints(record.id)[0].state == CheckpointState.REQUESTED
     world.clock.advance(301)
@@ -192,7 +192,7 @@ def test_recovery_completes_a_request_whose_result_arrived_while_down(world: Fak
     world.job(109)
     world.service.sync()
     record = world.tracked(109)
-    world.service.checkpoint_now(record.id)  # the launcher answers at once...
+    world.service.schedule.checkpoint_now(record.id)  # the launcher answers at once...
     # ...but this instance dies before collecting. A new one starts:
     fresh = world.restarted_service()
 
@@ -274,7 +274,46 @@ def test_the_chain_limit_holds_across_a_restart_of_the_service(world: FakeWorld)
 
     assert world.slurm.requeues == [112], "a second chained run beyond the limit of 1"
     record = world.tracked(112)
-    assert world.service.syncer.chained[record.id] == 1
+    assert record.chained_runs == 1
+
+
+def test_a_final_checkpoint_in_flight_across_a_restart_still_ends_in_the_requeue(
+    world: FakeWorld,
+) -> None:
+    world.service = world.make_service(**CHAINING)
+    limited_job(world, 115)
+    world.service.sync()
+    world.silent.add(115)  # the launcher answers only after the service restarted
+    reach_the_margin(world)
+    record = world.tracked(115)
+    (checkpoint,) = world.catalog.checkpoints(record.id)
+    assert checkpoint.kind == CheckpointKind.FINAL and checkpoint.state == CheckpointState.REQUESTED
+
+    world.service = world.restarted_service()
+    world.service.recover()
+    world.answer_late(115)
+    world.service.collect()
+
+    assert world.slurm.requeues == [115]
+    assert world.tracked(115).chained_runs == 1
+    requeued = [e for e in world.catalog.events(record.id) if e.kind == EventKind.REQUEUED]
+    assert [e.detail for e in requeued] == ["walltime chaining, run 1: from checkpoint 1"]
+
+
+def test_an_admin_or_periodic_checkpoint_never_requeues(world: FakeWorld) -> None:
+    world.service = world.make_service(**CHAINING)
+    world.job(116)
+    world.service.sync()
+    record = world.tracked(116)
+    world.service.schedule.checkpoint_now(record.id)
+    world.service.collect()
+    world.service.schedule.checkpoint_now(record.id, CheckpointKind.ADMIN)
+    world.service.collect()
+
+    kinds = [c.kind for c in world.catalog.checkpoints(record.id)]
+    assert sorted(kinds) == [CheckpointKind.ADMIN, CheckpointKind.PERIODIC]
+    assert world.slurm.requeues == []
+    assert world.tracked(116).chained_runs == 0
 
 
 def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: FakeWorld) -> None:
@@ -282,7 +321,7 @@ def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: Fake
     world.service.sync()
     record = world.tracked(111)
     world.slurm.on_signal = None  # the node dies before the launcher answers
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     world.slurm.set(111, restarts=1, batch_host="node2", node_list="node2")
 
     world.service.sync()
@@ -311,7 +350,7 @@ def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
     # The next request continues the numbering.
     world.slurm.set(112, state="RUNNING", batch_host="node2", node_list="node2")
     world.service.sync()
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     world.service.collect()
     assert [c.seq for c in world.catalog.valid_checkpoints(record.id)] == [2, 1]
 
@@ -322,7 +361,7 @@ def test_a_result_collected_while_the_catalog_is_down_is_completed_later(
     world.job(113)
     world.service.sync()
     record = world.tracked(113)
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
 
     def down(*args: object, **kwargs: object) -> None:
         raise CatalogUnavailable("catalog sqlite:///x is unreachable: connection refused")
@@ -356,7 +395,7 @@ def test_a_request_recorded_but_never_sent_is_sent_again_on_recovery(world: Fake
 def retry_time(world: FakeWorld, job_id: int) -> datetime:
     """When the job's admission retry runs (the scheduler is not started in unit tests:
     a job not modified since it was added has only its trigger's time)."""
-    job = world.service.scheduler.get_job(f"retry-{job_id}")
+    job = world.service.schedule.scheduler.get_job(f"retry-{job_id}")
     when: datetime = getattr(job, "next_run_time", None) or job.trigger.run_date
     return when
 
@@ -368,10 +407,10 @@ def test_a_freed_slot_goes_at_once_to_the_job_waiting_longest(world: FakeWorld) 
     world.service.sync()
     first, second, third = (world.tracked(j).id for j in (120, 121, 122))
     world.silent.add(120)
-    assert world.service.checkpoint_now(first) == Sent.SENT
-    assert world.service.checkpoint_now(second) == Sent.ADMISSION_FULL
+    assert world.service.schedule.checkpoint_now(first) == Sent.SENT
+    assert world.service.schedule.checkpoint_now(second) == Sent.ADMISSION_FULL
     world.clock.advance(0.5)
-    assert world.service.checkpoint_now(third) == Sent.ADMISSION_FULL
+    assert world.service.schedule.checkpoint_now(third) == Sent.ADMISSION_FULL
     retry_at = START + timedelta(seconds=1.5)
     assert retry_time(world, third) == retry_at
 
@@ -383,7 +422,7 @@ def test_a_freed_slot_goes_at_once_to_the_job_waiting_longest(world: FakeWorld) 
     assert retry_time(world, second) == now
     assert retry_time(world, third) == retry_at
     # Once it is sent it leaves the queue; the next freed slot is the other's.
-    assert world.service.checkpoint_now(second) == Sent.SENT
+    assert world.service.schedule.checkpoint_now(second) == Sent.SENT
     world.service.collect()
     world.service.collect()
     assert retry_time(world, third) == now
@@ -397,14 +436,17 @@ def test_stop_waits_for_a_running_task_that_calls_the_scheduler(world: FakeWorld
         running.set()
         service.stopped.wait(5)
         time.sleep(0.3)  # stop() is under way: a task asking for a retry now
-        service.scheduler.add_job(print, "date", run_date=datetime.now(UTC), id="late")
+        service.schedule.once(print, datetime.now(UTC), "late")
+        finished.set()
 
-    service.scheduler.start()
-    service.scheduler.add_job(task, "date", run_date=datetime.now(UTC), id="task")
+    finished = threading.Event()
+    service.schedule.start()
+    service.schedule.once(task, datetime.now(UTC), "task")
     assert running.wait(5), "the task did not start"
     stopper = threading.Thread(target=service.stop, daemon=True)
     stopper.start()
     stopper.join(10)
 
     assert not stopper.is_alive(), "stop() deadlocked with a task calling the scheduler"
-    assert not service.scheduler.running
+    assert finished.is_set(), "stop() returned before the running task ended"
+    assert not service.schedule.running

@@ -1,4 +1,4 @@
-"""slurm-ckptd's metrics endpoint over a real socket (no Slurm needed)."""
+"""slurm-ckptd's metrics endpoint over a real socket on localhost (no Slurm needed)."""
 
 from __future__ import annotations
 
@@ -64,11 +64,15 @@ def test_port_zero_gets_a_real_port(server: MetricsServer) -> None:
 def test_metrics_shows_what_was_counted(health: HealthSwitch) -> None:
     metrics = Metrics()
     with MetricsServer(metrics, health) as srv:
-        metrics.record_checkpoint("valid", size_bytes=4096, dump_seconds=2.5, freeze_seconds=0.7)
-        metrics.record_checkpoint("valid", size_bytes=1024)
-        metrics.record_checkpoint("failed")
+        # What the service sets: two valid checkpoints and a failed one (its outcome
+        # handler), a requeue, a sync pass.
+        for size, dump, freeze in ((4096, 2.5, 0.7), (1024, 0.4, 0.1)):
+            metrics.checkpoints.labels(outcome="valid").inc()
+            metrics.checkpoint_bytes.inc(size)
+            metrics.dump_seconds.observe(dump)
+            metrics.freeze_seconds.observe(freeze)
+        metrics.checkpoints.labels(outcome="failed").inc()
         metrics.requeues.labels(cause="node_fail").inc()
-        metrics.restarts.labels(cause="preempted").inc(2)
         metrics.jobs_tracked.set(17)
         metrics.slurm_up.set(1)
         metrics.sync_seconds.observe(0.2)
@@ -81,10 +85,10 @@ def test_metrics_shows_what_was_counted(health: HealthSwitch) -> None:
     assert found[("slurm_ckpt_checkpoints_total", (("outcome", "failed"),))] == 1
     assert found[("slurm_ckpt_checkpoint_bytes_total", ())] == 5120
     assert found[("slurm_ckpt_requeues_total", (("cause", "node_fail"),))] == 1
-    assert found[("slurm_ckpt_restarts_total", (("cause", "preempted"),))] == 2
-    assert found[("slurm_ckpt_dump_seconds_count", ())] == 1
-    assert found[("slurm_ckpt_dump_seconds_sum", ())] == 2.5
-    assert found[("slurm_ckpt_freeze_seconds_bucket", (("le", "1.0"),))] == 1
+    assert found[("slurm_ckpt_dump_seconds_count", ())] == 2
+    assert found[("slurm_ckpt_dump_seconds_sum", ())] == 2.9
+    assert found[("slurm_ckpt_dump_seconds_bucket", (("le", "0.5"),))] == 1
+    assert found[("slurm_ckpt_freeze_seconds_bucket", (("le", "1.0"),))] == 2
     assert found[("slurm_ckpt_sync_seconds_count", ())] == 1
     assert found[("slurm_ckpt_jobs_tracked", ())] == 17
     assert found[("slurm_ckpt_slurm_up", ())] == 1
@@ -98,11 +102,6 @@ def test_each_metrics_instance_has_its_own_registry(health: HealthSwitch) -> Non
     first.checkpoints.labels(outcome="failed").inc()
     found = samples(second.render())
     assert found[("slurm_ckpt_checkpoints_total", (("outcome", "failed"),))] == 0
-
-
-def test_record_checkpoint_rejects_an_unknown_outcome() -> None:
-    with pytest.raises(ValueError, match="outcome"):
-        Metrics().record_checkpoint("maybe")
 
 
 def test_healthz_ok(server: MetricsServer, health: HealthSwitch) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.db.states import EventKind
-from slurm_ckpt.service import app
+from slurm_ckpt.service import main
 from slurm_ckpt.service.eligibility import Accounts, CriuGroup, not_a_member
 from slurm_ckpt.slurm.fake import FakeSlurm
 
@@ -122,14 +122,14 @@ def test_a_non_members_new_job_is_marked_uncheckpointable_with_an_event(
     # Logged once, when the job is first tracked.
     assert [r.getMessage() for r in caplog.records] == [f"job 201: uncheckpointable: {reason}"]
     # Its periodic checkpoints are never requested.
-    world.service.checkpoint_now(carol.id)
+    world.service.schedule.checkpoint_now(carol.id)
     assert world.catalog.checkpoints(carol.id) == []
 
 
 def test_the_service_checks_the_group_only_where_jobs_run_criu() -> None:
     settings = load_settings(env={"SLURM_CKPT_CRIU_GROUP": "site-criu"})
-    refusal = app._criu_refusal(settings)
+    refusal = main._criu_refusal(settings)
     assert isinstance(getattr(refusal, "__self__", None), CriuGroup)
     assert refusal.__self__.group == "site-criu"  # type: ignore[attr-defined]
     fake = load_settings(env={"SLURM_CKPT_LAUNCHER_DUMPER": "fake"})
-    assert app._criu_refusal(fake)(2903) is None
+    assert main._criu_refusal(fake)(2903) is None

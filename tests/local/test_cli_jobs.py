@@ -61,7 +61,8 @@ def fill(catalog: Catalog) -> None:
 
     def job(slurm_id: int, user: Caller, interval: int, since: datetime) -> int:
         new = NewJob(CLUSTER, slurm_id, user.name, user.uid, interval)
-        return catalog.track_job(new, since).id
+        (record,) = catalog.track_jobs([new], since)
+        return record.id
 
     def valid(job_id: int, requested: datetime, took: float, size: int) -> None:
         c = catalog.request_checkpoint(job_id, requested)
@@ -96,7 +97,7 @@ def fill(catalog: Catalog) -> None:
     catalog.update_job(e, at(10, 0), state=JobState.COMPLETED, batch_host="node1")
     valid(e, at(8, 30), 30, 900 << 20)
 
-    catalog.track_job(NewJob("other", 4242001, "ckpt-carol", 2903, 60), at(11, 0))
+    catalog.track_jobs([NewJob("other", 4242001, "ckpt-carol", 2903, 60)], at(11, 0))
 
 
 @pytest.fixture

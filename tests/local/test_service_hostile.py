@@ -28,7 +28,7 @@ def _request(world: FakeWorld, job_id: int) -> int:
     world.job(job_id)
     world.service.sync()
     record = world.tracked(job_id)
-    world.service.checkpoint_now(record.id)
+    world.service.schedule.checkpoint_now(record.id)
     return record.id
 
 
@@ -150,4 +150,4 @@ def test_a_job_id_reused_by_another_user_is_left_alone(world: FakeWorld) -> None
     record = world.tracked(309)
     # Not running as far as the catalog knows, so nobody may act on it; not scheduled.
     assert record.uid == old.uid and record.state == "COMPLETED"
-    assert world.service.scheduler.get_job(f"ckpt-{record.id}") is None
+    assert world.service.schedule.scheduler.get_job(f"ckpt-{record.id}") is None
