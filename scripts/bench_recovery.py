@@ -41,7 +41,9 @@ import benchlib
 
 from slurm_ckpt import proc
 from slurm_ckpt.config import load_settings
+from slurm_ckpt.store import layout
 from slurm_ckpt.store.layout import JobDir
+from slurm_ckpt.store.manifest import MANIFEST_NAME, Manifest
 
 CLUSTER = benchlib.REPO / "scripts" / "cluster.sh"
 USER = "ckpt-alice"
@@ -103,6 +105,12 @@ def image_time(result: dict[str, Any]) -> float:
     return float(finished - result["dump_seconds"] - result.get("commit_seconds", 0.0))
 
 
+def image_bytes(jobdir: Path, seq: int) -> int:
+    """The size of image `seq`, from its manifest (the result file does not carry it)."""
+    folder = jobdir / layout.CHECKPOINTS / layout.seq_name(seq)
+    return Manifest.from_json((folder / MANIFEST_NAME).read_bytes()).total_size
+
+
 def one_round(
     job: int, jobdir: Path, out: Path, restarts: int, interval: float, rnd: random.Random
 ) -> dict[str, float]:
@@ -149,7 +157,7 @@ def one_round(
         "restore_s": report["restore_seconds"],
         "restored_s": restored_at - killed,
         "lost_work_s": killed - image_time(image),
-        "image_bytes": image.get("total_bytes", 0),
+        "image_bytes": image_bytes(jobdir, report["seq"]),
     }
     print(
         f"round {restarts + 1}: node {node} killed; DOWN {row['node_down_s']:.1f} s, "

@@ -154,6 +154,17 @@ class IllegalTransition(CatalogConflict):
         self.checkpoint_id = checkpoint_id
 
 
+class BackendUnavailable(CkptError):
+    """A backend chosen by name cannot be used here: `name` says which, `reason` why."""
+
+    template = "backend {name!r} is unavailable: {reason}"
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(self.template.format(name=name, reason=reason))
+        self.name = name
+        self.reason = reason
+
+
 class SlurmError(CkptError):
     """Slurm could not be queried or did not accept a request."""
 
@@ -190,26 +201,20 @@ class SlurmOutputError(SlurmError):
         self.line = line
 
 
-class SlurmBackendUnavailable(SlurmError):
+class SlurmBackendUnavailable(BackendUnavailable, SlurmError):
     """The selected Slurm adapter cannot be used here (e.g. pyslurm does not import)."""
 
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"Slurm adapter {name!r} is not available: {reason}")
-        self.name = name
-        self.reason = reason
+    template = "Slurm adapter {name!r} is not available: {reason}"
 
 
 class DumpError(CkptError):
     """Dumping or restoring a process tree failed."""
 
 
-class DumperUnavailable(DumpError):
+class DumperUnavailable(BackendUnavailable, DumpError):
     """The selected dump backend cannot run on this machine."""
 
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"dump backend {name!r} is unavailable: {reason}")
-        self.name = name
-        self.reason = reason
+    template = "dump backend {name!r} is unavailable: {reason}"
 
 
 class DumpFailed(DumpError):

@@ -58,6 +58,13 @@ def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
+def _report(doc: CheckpointResult | RestartReport) -> bytes:
+    """The launcher's result or restart file: its fields, enums as their values (they
+    are str), times in ISO 8601."""
+    data = {k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(doc).items()}
+    return json.dumps(data, sort_keys=True).encode()
+
+
 # -- request.json -------------------------------------------------------------------
 
 
@@ -122,10 +129,7 @@ class CheckpointResult:
     commit_seconds: float = 0.0  # hashing, manifest, rename
 
     def to_json(self) -> bytes:
-        data: dict[str, Any] = asdict(self)
-        data["kind"] = str(self.kind)
-        data["finished_at"] = _iso(self.finished_at)
-        return json.dumps(data, sort_keys=True).encode()
+        return _report(self)
 
 
 @dataclass(frozen=True)
@@ -168,10 +172,7 @@ class RestartReport:
     launcher_seconds: float = 0.0  # from the launcher's process start to this report
 
     def to_json(self) -> bytes:
-        data: dict[str, Any] = asdict(self)
-        data["outcome"] = str(self.outcome)
-        data["at"] = _iso(self.at)
-        return json.dumps(data, sort_keys=True).encode()
+        return _report(self)
 
 
 @dataclass(frozen=True)

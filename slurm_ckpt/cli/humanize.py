@@ -5,32 +5,30 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_SHORT_UNITS = ("B", "K", "M", "G", "T", "P")
 
 
 def size(n: int | None) -> str:
     """`1536` -> `1.5 KiB`; binary units, three significant digits at most."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in _UNITS:
-        if abs(value) < 1024 or unit == _UNITS[-1]:
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")  # the loop returns at the last unit
+    return _size(n, _UNITS, " ", 100)
 
 
 def size_short(n: int | None) -> str:
     """`1.3M`, `306M`, `12G` as `ls -h` writes them, for narrow table columns."""
+    return _size(n, _SHORT_UNITS, "", 10)
+
+
+def _size(n: int | None, units: tuple[str, ...], sep: str, decimal_below: float) -> str:
+    """`n` bytes in the largest of the binary `units` that keeps it below 1024, with
+    one decimal when it is below `decimal_below`; whole bytes as they are."""
     if n is None:
         return "-"
     value = float(n)
-    for unit in "BKMGTP":
-        if value < 1024 or unit == "P":
-            if unit == "B":
-                return f"{int(value)}B"
-            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+    for unit in units:
+        if abs(value) < 1024 or unit == units[-1]:
+            if unit == units[0]:
+                return f"{int(value)}{sep}{unit}"
+            return f"{value:.1f}{sep}{unit}" if value < decimal_below else f"{value:.0f}{sep}{unit}"
         value /= 1024
     raise AssertionError("unreachable")  # the loop returns at the last unit
 

@@ -9,6 +9,7 @@ from slurm_ckpt.cli.context import App, pass_app
 from slurm_ckpt.cli.output import Writer
 from slurm_ckpt.cli.params import JOB_ID, NODE, json_option
 from slurm_ckpt.db.states import JobState
+from slurm_ckpt.service.ops import JobQuery
 
 
 @click.command("list-jobs")
@@ -40,13 +41,8 @@ def list_jobs(
     out = Writer(json_mode=as_json)
     wanted = frozenset(JobState(s.upper()) for s in states)
     now = app.now()
-    listed = app.backend.list_jobs(
-        cluster=app.cluster,
-        user_name=user_name,
-        states=wanted,
-        node=node,
-        include_ended=include_ended,
-    )
+    query = JobQuery(user_name=user_name, states=wanted, node=node, include_ended=include_ended)
+    listed = app.backend.list_jobs(cluster=app.cluster, query=query)
     rows = [views.JobView.of_summary(row.summary, row.activity) for row in listed]
     if out.json_mode:
         out.document(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -18,16 +19,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 _NODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-class JobIdType(click.ParamType[int]):
-    name = "JOB"
+@dataclass(eq=False)
+class ParsedInt(click.ParamType[int]):
+    """A whole number, given as one or as text that `parse` reads (raising `error`)."""
+
+    name: str
+    parse: Callable[[str], int]
+    error: type[Exception]
+    wanted: str  # "a duration...": what the refusal says it is not
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         try:
-            return parse_job_id(str(value))
-        except BadPath:
-            self.fail(f"{value!r} is not a Slurm job id (a positive number)", param, ctx)
+            return self.parse(str(value))
+        except self.error:
+            self.fail(f"{value!r} is not {self.wanted}", param, ctx)
 
 
 class NodeType(click.ParamType[str]):
@@ -40,23 +47,10 @@ class NodeType(click.ParamType[str]):
         return text
 
 
-class DurationType(click.ParamType[int]):
-    """An interval in the project's grammar (`90s`, `10m`, `1h30m`), as seconds."""
-
-    name = "DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        try:
-            return parse_interval(str(value))
-        except IntervalError:
-            self.fail(f"{value!r} is not a duration: use {ACCEPTED_FORMS}", param, ctx)
-
-
-JOB_ID = JobIdType()
+JOB_ID = ParsedInt("JOB", parse_job_id, BadPath, "a Slurm job id (a positive number)")
 NODE = NodeType()
-DURATION = DurationType()
+# An interval in the project's grammar (`90s`, `10m`, `1h30m`), as seconds.
+DURATION = ParsedInt("DURATION", parse_interval, IntervalError, f"a duration: use {ACCEPTED_FORMS}")
 
 
 def json_option(f: F) -> F:

@@ -20,11 +20,18 @@ from urllib.parse import urlsplit
 from slurm_ckpt import munge
 from slurm_ckpt.cli.errors import CliError, ExitCode
 from slurm_ckpt.db.catalog import ActionRecord
-from slurm_ckpt.db.states import JobState
 from slurm_ckpt.errors import MungeUnavailable
 from slurm_ckpt.service import wire
 from slurm_ckpt.service.imagecheck import Progress
-from slurm_ckpt.service.ops import GcPlan, JobCheckpoints, JobDetail, JobListing, VerifyReport
+from slurm_ckpt.service.ops import (
+    GcPlan,
+    JobCheckpoints,
+    JobDetail,
+    JobListing,
+    JobQuery,
+    VerifyOptions,
+    VerifyReport,
+)
 
 PATH = "/v1"
 TIMEOUT = 60.0  # seconds for one answer
@@ -60,21 +67,13 @@ class RemoteBackend:
         self.url = url
         self.sign = sign
 
-    def list_jobs(
-        self,
-        *,
-        cluster: str,
-        user_name: str | None,
-        states: frozenset[JobState],
-        node: str | None,
-        include_ended: bool,
-    ) -> list[JobListing]:
+    def list_jobs(self, *, cluster: str, query: JobQuery) -> list[JobListing]:
         args = {
             "cluster": cluster,
-            "user": user_name,
-            "states": sorted(states),
-            "node": node,
-            "all": include_ended,
+            "user": query.user_name,
+            "states": sorted(query.states),
+            "node": query.node,
+            "all": query.include_ended,
         }
         return wire.load(list[JobListing], self._call("list-jobs", args))
 
@@ -106,16 +105,11 @@ class RemoteBackend:
         return self._action("action", {"action_id": action_id})
 
     def verify(
-        self,
-        *,
-        cluster: str,
-        job_id: int,
-        read_data: bool,
-        seq: int | None,
-        progress: Progress | None = None,
+        self, *, cluster: str, job_id: int, options: VerifyOptions, progress: Progress | None = None
     ) -> VerifyReport:
         # The service reads the images; no progress comes back, only the report.
-        args = {"cluster": cluster, "job_id": job_id, "read_data": read_data, "seq": seq}
+        read_data = options.read_data
+        args = {"cluster": cluster, "job_id": job_id, "read_data": read_data, "seq": options.seq}
         timeout = VERIFY_TIMEOUT if read_data else TIMEOUT
         return wire.load(VerifyReport, self._call("verify", args, timeout=timeout))
 

@@ -17,6 +17,7 @@ from slurm_ckpt.cli.context import App, pass_app
 from slurm_ckpt.cli.errors import ChecksFailed
 from slurm_ckpt.cli.output import Column, Writer
 from slurm_ckpt.cli.params import JOB_ID, json_option
+from slurm_ckpt.service.ops import VerifyOptions
 
 COLUMNS = (
     Column("SEQ", "right"),
@@ -39,8 +40,7 @@ def verify(app: App, job_id: int, read_data: bool, seq: int | None, as_json: boo
     report = app.backend.verify(
         cluster=app.cluster,
         job_id=job_id,
-        read_data=read_data,
-        seq=seq,
+        options=VerifyOptions(seq=seq, read_data=read_data),
         progress=lambda n: out.bytes_bar(f"checkpoint {n}"),
     )
     results = report.results

@@ -42,28 +42,24 @@ class Actions(CatalogPart):
         checkpoint and requeue, a node for drain), CatalogError when `options`
         is not JSON.
         """
-        with self.db.session(write=True) as session:
-            row = Action(
-                kind=kind,
-                cluster=cluster,
-                slurm_job_id=slurm_job_id,
-                node=node,
-                options=dict(options or {}),
-                state=ActionState.PENDING,
-                detail="",
-                progress="",
-                requested_by=requested_by,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            session.flush()
-            return from_row(ActionRecord, row)
+        row = Action(
+            kind=kind,
+            cluster=cluster,
+            slurm_job_id=slurm_job_id,
+            node=node,
+            options=dict(options or {}),
+            state=ActionState.PENDING,
+            detail="",
+            progress="",
+            requested_by=requested_by,
+            created_at=now,
+            updated_at=now,
+        )
+        return self._add(row, ActionRecord)
 
     def get_action(self, action_id: int) -> ActionRecord:
         """The action with id `action_id`; CatalogNotFound if there is none."""
-        with self.db.session() as session:
-            return from_row(ActionRecord, get_one(session, Action, action_id))
+        return self._get(Action, ActionRecord, action_id)
 
     def claim_actions(self, cluster: str, now: datetime, limit: int = 20) -> list[ActionRecord]:
         """Take up to `limit` PENDING actions of `cluster`, oldest first, and make them RUNNING.

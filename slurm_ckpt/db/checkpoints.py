@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from slurm_ckpt.db.models import Checkpoint, Job
 from slurm_ckpt.db.records import CheckpointRecord, DumpResult, JobRecord, from_row
 from slurm_ckpt.db.retention import RetentionPlan, RetentionPolicy, plan
-from slurm_ckpt.db.rows import CatalogPart, compare_and_set, get_one
+from slurm_ckpt.db.rows import CatalogPart, added, compare_and_set, get_one
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, check_transition
 from slurm_ckpt.errors import CatalogConflict
 
@@ -86,9 +86,7 @@ class Checkpoints(CatalogPart):
                 job_restart_count=job.restart_count,
                 created_at=now,
             )
-            session.add(row)
-            session.flush()
-            return from_row(CheckpointRecord, row)
+            return added(session, row, CheckpointRecord)
 
     def adopt_checkpoint(
         self, job_id: int, seq: int, result: DumpResult, now: datetime
@@ -115,14 +113,11 @@ class Checkpoints(CatalogPart):
                 created_at=now,
                 completed_at=now,
             )
-            session.add(row)
-            session.flush()
-            return from_row(CheckpointRecord, row)
+            return added(session, row, CheckpointRecord)
 
     def get_checkpoint(self, checkpoint_id: int) -> CheckpointRecord:
         """The checkpoint with catalog id `checkpoint_id`; CatalogNotFound if there is none."""
-        with self.db.session() as session:
-            return from_row(CheckpointRecord, get_one(session, Checkpoint, checkpoint_id))
+        return self._get(Checkpoint, CheckpointRecord, checkpoint_id)
 
     def mark_valid(self, checkpoint_id: int, result: DumpResult, now: datetime) -> CheckpointRecord:
         """REQUESTED -> VALID with the verified dump's facts; also FAILED -> VALID for

@@ -25,17 +25,10 @@ class Events(CatalogPart):
         checkpoint_seq: int | None = None,
     ) -> EventRecord:
         """Add one event; CatalogConflict for an unknown job (the foreign key refuses it)."""
-        with self.db.session(write=True) as session:
-            row = Event(
-                job_id=job_id,
-                kind=kind,
-                detail=detail,
-                checkpoint_seq=checkpoint_seq,
-                created_at=now,
-            )
-            session.add(row)
-            session.flush()
-            return from_row(EventRecord, row)
+        row = Event(
+            job_id=job_id, kind=kind, detail=detail, checkpoint_seq=checkpoint_seq, created_at=now
+        )
+        return self._add(row, EventRecord)
 
     def events(self, job_id: int, *, limit: int = 100) -> list[EventRecord]:
         """The job's newest events first."""

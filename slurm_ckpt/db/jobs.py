@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from slurm_ckpt.db.models import Event, Job
-from slurm_ckpt.db.records import JobRecord, NewJob, from_row
+from slurm_ckpt.db.records import JobRecord, NewJob, columns, from_row
 from slurm_ckpt.db.rows import CatalogPart, compare_and_set, get_one, not_found
 from slurm_ckpt.db.states import OPEN_JOB_STATES, EventKind, JobState
 
@@ -24,13 +24,7 @@ class Jobs(CatalogPart):
         with self.db.session(write=True) as session:
             rows = [
                 Job(
-                    cluster=job.cluster,
-                    slurm_job_id=job.slurm_job_id,
-                    user_name=job.user_name,
-                    uid=job.uid,
-                    interval_seconds=job.interval_seconds,
-                    state=job.state,
-                    batch_host=job.batch_host,
+                    **columns(job),
                     restart_count=0,
                     chained_runs=0,
                     created_at=now,
@@ -52,8 +46,7 @@ class Jobs(CatalogPart):
 
     def get_job(self, job_id: int) -> JobRecord:
         """The job with catalog id `job_id`; CatalogNotFound if there is none."""
-        with self.db.session() as session:
-            return from_row(JobRecord, get_one(session, Job, job_id))
+        return self._get(Job, JobRecord, job_id)
 
     def jobs_for_sync(self, cluster: str, slurm_job_ids: Iterable[int]) -> dict[int, JobRecord]:
         """The jobs a sync must look at, by Slurm job id, in one query: those Slurm

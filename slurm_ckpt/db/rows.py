@@ -1,4 +1,5 @@
-"""What every part of the catalog shares: the database, reading one row, compare-and-set."""
+"""What every part of the catalog shares: the database, adding and reading one row,
+compare-and-set."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from slurm_ckpt.db.models import Action, Checkpoint, Job
+from slurm_ckpt.db.records import R, from_row
 from slurm_ckpt.db.session import Database
 from slurm_ckpt.errors import CatalogNotFound
 
@@ -21,6 +23,23 @@ class CatalogPart:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def _add(self, row: object, record: type[R]) -> R:
+        """Insert `row` in a transaction of its own; it comes back as a `record`."""
+        with self.db.session(write=True) as session:
+            return added(session, row, record)
+
+    def _get(self, model: type[Row], record: type[R], row_id: int) -> R:
+        """Row `row_id` of `model` as a `record`; CatalogNotFound if there is none."""
+        with self.db.session() as session:
+            return from_row(record, get_one(session, model, row_id))
+
+
+def added(session: Session, row: object, record: type[R]) -> R:
+    """`row` added and flushed, so its id and server defaults are set, as a `record`."""
+    session.add(row)
+    session.flush()
+    return from_row(record, row)
 
 
 def not_found(model: type[Row], row_id: int) -> CatalogNotFound:

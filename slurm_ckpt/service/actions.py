@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -108,32 +108,23 @@ class Pruning(Protocol):
     def delete_obsolete(self, job: JobRecord) -> None: ...
 
 
+@dataclass(eq=False)
 class ActionRunner:
     """Carries out the admin actions of one cluster."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        slurm: SlurmAdapter,
-        checkpointing: Checkpointing,
-        pruning: Pruning,
-        *,
-        cluster: str,
-        clock: Callable[[], datetime],
-        stopped: threading.Event,
-    ) -> None:
-        self.catalog = catalog
-        self.slurm = slurm
-        self.checkpointing = checkpointing
-        self.pruning = pruning
-        self.clock = clock
-        self.stopped = stopped
-        self.cluster = cluster
-        self._tasks: dict[int, Task] = {}  # by action id; touched by `run` only
-        self._lock = threading.Lock()
-        # Outcomes of watched jobs' checkpoints, in arrival order, by catalog job id.
-        self._outcomes: dict[int, list[Outcome]] = {}
-        self._recovered = False
+    catalog: Catalog
+    slurm: SlurmAdapter
+    checkpointing: Checkpointing
+    pruning: Pruning
+    _: KW_ONLY
+    cluster: str
+    clock: Callable[[], datetime]
+    stopped: threading.Event
+    _tasks: dict[int, Task] = field(init=False, default_factory=dict)  # by action id, for `run`
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # Outcomes of watched jobs' checkpoints, in arrival order, by catalog job id.
+    _outcomes: dict[int, list[Outcome]] = field(init=False, default_factory=dict)
+    _recovered: bool = field(init=False, default=False)
 
     # -- entry points ----------------------------------------------------------
 

@@ -24,9 +24,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 
 from slurm_ckpt.cli.errors import ExitCode, exit_code_for
@@ -42,8 +42,8 @@ from slurm_ckpt.munge import Credential
 from slurm_ckpt.munge import decode as unmunge
 from slurm_ckpt.service import authz, wire
 from slurm_ckpt.service.authz import Caller
-from slurm_ckpt.service.httpd import BackgroundServer
-from slurm_ckpt.service.ops import Operations
+from slurm_ckpt.service.httpd import BackgroundServer, BoundedServer
+from slurm_ckpt.service.ops import JobQuery, Operations, VerifyOptions
 from slurm_ckpt.store.layout import MAX_JOB_ID
 
 log = logging.getLogger(__name__)
@@ -142,10 +142,12 @@ OPS: dict[str, tuple[frozenset[str], _Op]] = {
         frozenset({"cluster", "user", "states", "node", "all"}),
         lambda ops, a: ops.list_jobs(
             cluster=a.word("cluster"),
-            user_name=a.optional_word("user", _USER),
-            states=a.states("states"),
-            node=a.optional_word("node", _NODE),
-            include_ended=a.flag("all"),
+            query=JobQuery(
+                user_name=a.optional_word("user", _USER),
+                states=a.states("states"),
+                node=a.optional_word("node", _NODE),
+                include_ended=a.flag("all"),
+            ),
         ),
     ),
     "show": (
@@ -193,8 +195,9 @@ OPS: dict[str, tuple[frozenset[str], _Op]] = {
         lambda ops, a: ops.verify(
             cluster=a.word("cluster"),
             job_id=a.integer("job_id", maximum=MAX_JOB_ID),
-            read_data=a.flag("read_data"),
-            seq=a.optional_integer("seq", maximum=MAX_ID),
+            options=VerifyOptions(
+                read_data=a.flag("read_data"), seq=a.optional_integer("seq", maximum=MAX_ID)
+            ),
         ),
     ),
 }
@@ -206,24 +209,19 @@ class Reply:
     body: dict[str, Any]
 
 
+@dataclass(eq=False)
 class Api:
     """Turns one request body into one reply; raises nothing."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        settings: Settings,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        verify: Callable[[bytes], Credential] = unmunge,
-        lookup: Callable[[int, str], Caller] = authz.lookup_caller,
-    ) -> None:
-        self.catalog = catalog
-        self.settings = settings
-        self.clock = clock
-        self.verify = verify
-        self.lookup = lookup
-        self._verifying = threading.BoundedSemaphore(MAX_VERIFYING)
+    catalog: Catalog
+    settings: Settings
+    _: KW_ONLY
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    verify: Callable[[bytes], Credential] = unmunge
+    lookup: Callable[[int, str], Caller] = authz.lookup_caller
+    _verifying: threading.BoundedSemaphore = field(
+        init=False, default_factory=lambda: threading.BoundedSemaphore(MAX_VERIFYING)
+    )
 
     def handle(self, body: bytes) -> Reply:
         caller: Caller | None = None
@@ -306,30 +304,13 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"error": {"kind": kind, "message": message}}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(BoundedServer):
     def __init__(self, address: tuple[str, int], api: Api) -> None:
         self.api = api
-        self.slots = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, slots=MAX_IN_FLIGHT)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            _busy(cast(socket.socket, request))
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+    def refuse(self, request: socket.socket) -> None:
+        _busy(request)
 
 
 def _busy(sock: socket.socket) -> None:

@@ -17,7 +17,9 @@ could make wrong. The collaborators are built in service/main.py (`compose`).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,33 +44,26 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(eq=False, kw_only=True)
 class Service:
-    def __init__(
-        self,
-        *,
-        catalog: Catalog,
-        checkpointer: Checkpointer,
-        syncer: Syncer,
-        chainer: Chainer,
-        actions: ActionRunner,
-        schedule: Schedule,
-        metrics: Metrics,
-        poll_interval: timedelta,
-        store_root: Path,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self.catalog = catalog
-        self.checkpointer = checkpointer
-        self.syncer = syncer
-        self.chainer = chainer
-        self.actions = actions
-        self.schedule = schedule
-        self.metrics = metrics
-        self.poll_interval = poll_interval
-        self.store_root = store_root
-        self.clock = clock
-        self.stopped = schedule.stopped
-        self.last_sync: datetime | None = None
+    """The service's tasks over its collaborators (built by service/main.py `compose`)."""
+
+    catalog: Catalog
+    checkpointer: Checkpointer
+    syncer: Syncer
+    chainer: Chainer
+    actions: ActionRunner
+    schedule: Schedule
+    metrics: Metrics
+    poll_interval: timedelta
+    store_root: Path
+    clock: Callable[[], datetime] = utcnow
+    last_sync: datetime | None = field(init=False, default=None)
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set once the service stops (the schedule's, which every task checks)."""
+        return self.schedule.stopped
 
     # -- life cycle --------------------------------------------------------------
 

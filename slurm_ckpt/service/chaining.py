@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -56,23 +57,17 @@ class FinalCheckpoints(Protocol):
         ...
 
 
+@dataclass(eq=False)
 class Chainer:
-    def __init__(
-        self,
-        policy: WalltimeChaining,
-        catalog: ChainCatalog,
-        slurm: Requeuer,
-        checkpoints: FinalCheckpoints,
-        *,
-        clock: Callable[[], datetime],
-        on_requeue: Callable[[], None] = lambda: None,
-    ) -> None:
-        self.policy = policy
-        self.catalog = catalog
-        self.slurm = slurm
-        self.checkpoints = checkpoints
-        self.clock = clock
-        self.on_requeue = on_requeue
+    """Walltime chaining's steps for each running job: the final checkpoint, then the requeue."""
+
+    policy: WalltimeChaining
+    catalog: ChainCatalog
+    slurm: Requeuer
+    checkpoints: FinalCheckpoints
+    _: KW_ONLY
+    clock: Callable[[], datetime]
+    on_requeue: Callable[[], None] = lambda: None
 
     def step(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
         """Request the final checkpoint of a running job whose time limit is near;
@@ -96,8 +91,10 @@ class Chainer:
 
     def on_outcome(self, outcome: Outcome) -> None:
         """A final checkpoint ended: requeue the job, from it or from the last valid image."""
-        if outcome.kind != CheckpointKind.FINAL:
-            return
+        if outcome.kind != CheckpointKind.FINAL or not outcome.recorded:
+            return  # not a chain step, or one whose requeue its completer made
+        if not self.policy.enabled:
+            return  # chaining was turned off while the step was in flight
         job, now = outcome.job, self.clock()
         try:
             self.slurm.requeue(job.slurm_job_id)

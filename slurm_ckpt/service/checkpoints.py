@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -77,8 +77,12 @@ class Outcome:
     dump_seconds: float = 0.0
     freeze_seconds: float = 0.0
     kind: CheckpointKind = CheckpointKind.PERIODIC
+    # False when another instance (or this one before a crash) had completed it:
+    # what follows a completion (a chained requeue) was done by whoever did.
+    recorded: bool = True
 
 
+@dataclass(eq=False)
 class Checkpointer:
     """Sends checkpoint requests and collects their results.
 
@@ -88,33 +92,23 @@ class Checkpointer:
     checkpoint only.
     """
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        slurm: SlurmAdapter,
-        files: JobFiles,
-        *,
-        admission: Admission,
-        failures: FailureTracker,
-        deadline: timedelta,
-        retention: RetentionPolicy,
-        on_outcome: Callable[[Outcome], None] = lambda outcome: None,
-    ) -> None:
-        self.catalog = catalog
-        self.slurm = slurm
-        self.files = files
-        self.admission = admission
-        self.failures = failures
-        self.deadline = deadline
-        self.retention = retention
-        self.on_outcome = on_outcome
-        self._lock = threading.Lock()
-        # One completer at a time: the collect task and the sync task both complete.
-        self._completing = threading.Lock()
-        self._in_flight: dict[int, InFlight] = {}  # by checkpoint id
-        self._late: dict[int, InFlight] = {}  # FAILED at their deadline, by checkpoint id
-        # Publishing, retention and deletion of one job take turns (see job_lock).
-        self._job_locks: dict[int, threading.Lock] = {}
+    catalog: Catalog
+    slurm: SlurmAdapter
+    files: JobFiles
+    _: KW_ONLY
+    admission: Admission
+    failures: FailureTracker
+    deadline: timedelta
+    retention: RetentionPolicy
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    # One completer at a time: the collect task and the sync task both complete.
+    _completing: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _in_flight: dict[int, InFlight] = field(init=False, default_factory=dict)  # by checkpoint id
+    # FAILED at their deadline, by checkpoint id.
+    _late: dict[int, InFlight] = field(init=False, default_factory=dict)
+    # Publishing, retention and deletion of one job take turns (see job_lock).
+    _job_locks: dict[int, threading.Lock] = field(init=False, default_factory=dict)
 
     def ref(self, job: JobRecord) -> JobRef:
         return JobRef(job.user_name, job.slurm_job_id, job.uid)
@@ -412,6 +406,7 @@ class Checkpointer:
     ) -> Outcome:
         job, checkpoint = flight.job, flight.checkpoint
         detail = untrusted.text(detail)
+        recorded = True
         try:
             if valid and dump is not None:
                 self.catalog.mark_valid(checkpoint.id, dump, now)
@@ -419,6 +414,7 @@ class Checkpointer:
                 self.catalog.mark_failed(checkpoint.id, detail, now)
         except IllegalTransition:
             # Already completed (by another instance, or before a crash): nothing to add.
+            recorded = False
             log.info(
                 "job %d: checkpoint %d was completed elsewhere", job.slurm_job_id, checkpoint.seq
             )
@@ -454,6 +450,7 @@ class Checkpointer:
             dump_seconds=dump.dump_seconds if dump else 0.0,
             freeze_seconds=dump.freeze_seconds if dump else 0.0,
             kind=checkpoint.kind,
+            recorded=recorded,
         )
         self.on_outcome(outcome)
         return outcome

@@ -16,7 +16,7 @@ import os
 import pwd
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -56,54 +56,47 @@ def not_a_member(user: str, group: str, binary: Path) -> str:
     )
 
 
+@dataclass(eq=False)
 class CriuGroup:
     """Decides, per uid, whether that user's jobs can be checkpointed; cached briefly."""
 
-    def __init__(
-        self,
-        group: str,
-        binary: Path,
-        *,
-        ttl: float = DEFAULT_TTL,
-        accounts: Accounts = SYSTEM,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.group = group
-        self.binary = binary
-        self._ttl = ttl
-        self._accounts = accounts
-        self._clock = clock
-        self._cache: dict[int, tuple[float, str | None]] = {}
-        self._warned = False
+    group: str
+    binary: Path
+    _: KW_ONLY
+    ttl: float = DEFAULT_TTL  # seconds an answer is kept
+    accounts: Accounts = SYSTEM
+    clock: Callable[[], float] = time.monotonic
+    _cache: dict[int, tuple[float, str | None]] = field(init=False, default_factory=dict)
+    _warned: bool = field(init=False, default=False)
 
     def refusal(self, uid: int) -> str | None:
         """Why jobs of `uid` cannot be checkpointed, or None when they can (or nobody
         here can tell)."""
-        now = self._clock()
+        now = self.clock()
         cached = self._cache.get(uid)
         if cached is not None and cached[0] > now:
             return cached[1]
         answer = self._decide(uid)
         if len(self._cache) >= _MAX_CACHED:
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-        self._cache[uid] = (now + self._ttl, answer)
+        self._cache[uid] = (now + self.ttl, answer)
         return answer
 
     def _decide(self, uid: int) -> str | None:
         if uid == 0:
             return None  # root may execute any file with an execute bit
         try:
-            gid = self._accounts.group(self.group)
+            gid = self.accounts.group(self.group)
         except KeyError:
             self._warn(f"group {self.group} does not exist on this host")
             return None
         try:
-            name, primary = self._accounts.user(uid)
+            name, primary = self.accounts.user(uid)
         except KeyError:
             self._warn(f"uid {uid} has no user entry on this host")
             return None
         try:
-            member = gid == primary or gid in self._accounts.groups_of(name, primary)
+            member = gid == primary or gid in self.accounts.groups_of(name, primary)
         except OSError as exc:
             self._warn(f"cannot list the groups of {name}: {exc}")
             return None

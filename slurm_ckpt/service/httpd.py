@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
-from typing import Self
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 
 from slurm_ckpt.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """At most `slots` requests in hand: one more is handed to `refuse` and closed,
+    never given a thread (anyone on the host can connect, and flood)."""
+
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, slots: int
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        super().__init__(address, handler)
+
+    def refuse(self, request: socket.socket) -> None:
+        """Answer a request beyond the slots before it is closed; by default, nothing."""
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refuse(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class BackgroundServer:

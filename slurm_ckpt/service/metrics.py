@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 
 from prometheus_client import (
@@ -25,16 +24,32 @@ from prometheus_client import (
 )
 
 from slurm_ckpt.service.checkpoints import Outcome
-from slurm_ckpt.service.httpd import BackgroundServer
+from slurm_ckpt.service.httpd import BackgroundServer, BoundedServer
 
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("valid", "failed")
+_PREFIX = "slurm_ckpt_"  # of every name; counters' also end in _total
 
 # Dumps and freezes of large jobs take minutes; a poll of Slurm and the catalog seconds.
 _DUMP_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 _SYNC_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _DELAY_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+# Every metric's help text, by its name between _PREFIX and a counter's _total.
+_HELP = {
+    "checkpoints": "Checkpoints finished, by outcome (valid or failed).",
+    "checkpoint_bytes": "Bytes written in valid checkpoint images.",
+    "requeues": "Jobs the service requeued, by cause.",
+    "dump_seconds": "Time one dump took, from the launcher's result.",
+    "freeze_seconds": "Time the workload was frozen during one dump.",
+    "sync_seconds": "Time one sync of Slurm's jobs with the catalog took.",
+    "schedule_delay_seconds": "How late a checkpoint request went out after its due time.",
+    "jobs_tracked": "Checkpointed jobs the service tracks.",
+    "checkpoints_in_flight": "Checkpoint requests sent and not answered yet.",
+    "catalog_up": "1 when the last catalog access worked.",
+    "slurm_up": "1 when the last Slurm query worked.",
+}
 
 
 class Metrics:
@@ -42,65 +57,29 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.checkpoints = Counter(
-            "slurm_ckpt_checkpoints_total",
-            "Checkpoints finished, by outcome (valid or failed).",
-            ["outcome"],
-            registry=r,
-        )
-        self.checkpoint_bytes = Counter(
-            "slurm_ckpt_checkpoint_bytes_total",
-            "Bytes written in valid checkpoint images.",
-            registry=r,
-        )
-        self.requeues = Counter(
-            "slurm_ckpt_requeues_total",
-            "Jobs the service requeued, by cause.",
-            ["cause"],
-            registry=r,
-        )
-        self.dump_seconds = Histogram(
-            "slurm_ckpt_dump_seconds",
-            "Time one dump took, from the launcher's result.",
-            buckets=_DUMP_BUCKETS,
-            registry=r,
-        )
-        self.freeze_seconds = Histogram(
-            "slurm_ckpt_freeze_seconds",
-            "Time the workload was frozen during one dump.",
-            buckets=_DUMP_BUCKETS,
-            registry=r,
-        )
-        self.sync_seconds = Histogram(
-            "slurm_ckpt_sync_seconds",
-            "Time one sync of Slurm's jobs with the catalog took.",
-            buckets=_SYNC_BUCKETS,
-            registry=r,
-        )
-        self.schedule_delay_seconds = Histogram(
-            "slurm_ckpt_schedule_delay_seconds",
-            "How late a checkpoint request went out after its due time.",
-            buckets=_DELAY_BUCKETS,
-            registry=r,
-        )
-        self.jobs_tracked = Gauge(
-            "slurm_ckpt_jobs_tracked", "Checkpointed jobs the service tracks.", registry=r
-        )
-        self.checkpoints_in_flight = Gauge(
-            "slurm_ckpt_checkpoints_in_flight",
-            "Checkpoint requests sent and not answered yet.",
-            registry=r,
-        )
-        self.catalog_up = Gauge(
-            "slurm_ckpt_catalog_up", "1 when the last catalog access worked.", registry=r
-        )
-        self.slurm_up = Gauge(
-            "slurm_ckpt_slurm_up", "1 when the last Slurm query worked.", registry=r
-        )
+        self.checkpoints = self._counter("checkpoints", "outcome")
+        self.checkpoint_bytes = self._counter("checkpoint_bytes")
+        self.requeues = self._counter("requeues", "cause")
+        self.dump_seconds = self._histogram("dump_seconds", _DUMP_BUCKETS)
+        self.freeze_seconds = self._histogram("freeze_seconds", _DUMP_BUCKETS)
+        self.sync_seconds = self._histogram("sync_seconds", _SYNC_BUCKETS)
+        self.schedule_delay_seconds = self._histogram("schedule_delay_seconds", _DELAY_BUCKETS)
+        self.jobs_tracked = self._gauge("jobs_tracked")
+        self.checkpoints_in_flight = self._gauge("checkpoints_in_flight")
+        self.catalog_up = self._gauge("catalog_up")
+        self.slurm_up = self._gauge("slurm_up")
         # Known label values show up as 0 before the first event, so rate() works at once.
         for outcome in OUTCOMES:
             self.checkpoints.labels(outcome=outcome)
+
+    def _counter(self, name: str, *labels: str) -> Counter:
+        return Counter(f"{_PREFIX}{name}_total", _HELP[name], labels, registry=self.registry)
+
+    def _histogram(self, name: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(_PREFIX + name, _HELP[name], buckets=buckets, registry=self.registry)
+
+    def _gauge(self, name: str) -> Gauge:
+        return Gauge(_PREFIX + name, _HELP[name], registry=self.registry)
 
     def checkpoint_finished(self, outcome: Outcome) -> None:
         """Count one finished checkpoint; observe a valid one's size and times."""
@@ -131,33 +110,14 @@ MAX_CLIENTS = 8  # scrapers and probes at a time; more are closed at once
 CLIENT_TIMEOUT = 5.0  # seconds a client may take to send its request
 
 
-class _Server(ThreadingHTTPServer):
-    """Bounded: an idle or flooding client costs one slot for a few seconds, never
-    a thread and a descriptor for ever (anyone on the host can connect)."""
-
-    daemon_threads = True
+class _Server(BoundedServer):
+    """An idle or flooding client costs one slot for a few seconds, never a thread
+    and a descriptor for ever."""
 
     def __init__(self, address: tuple[str, int], metrics: Metrics, health: HealthCheck) -> None:
         self.metrics = metrics
         self.health = health
-        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+        super().__init__(address, _Handler, slots=MAX_CLIENTS)
 
 
 class _Handler(BaseHTTPRequestHandler):

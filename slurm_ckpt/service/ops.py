@@ -38,6 +38,24 @@ MAX_OPEN_ACTIONS_PER_USER = 10  # pending or running actions one user may have
 
 
 @dataclass(frozen=True)
+class JobQuery:
+    """`list-jobs`' filters; no states and not `include_ended`: the open jobs only."""
+
+    user_name: str | None = None
+    states: frozenset[JobState] = frozenset()
+    node: str | None = None  # the batch host
+    include_ended: bool = False
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Which of a job's valid checkpoints `verify` checks, and how deeply."""
+
+    seq: int | None = None  # None: every valid one
+    read_data: bool = False  # re-hash every byte, not only the structure
+
+
+@dataclass(frozen=True)
 class JobListing:
     """One row of `list-jobs`."""
 
@@ -90,15 +108,7 @@ class Backend(Protocol):
     """The questions ckpt-admin's commands ask. Each raises NotAllowed (exit 8),
     UnknownJob (3), NotCheckpointed (4), CatalogNotFound (3) or CatalogError (5)."""
 
-    def list_jobs(
-        self,
-        *,
-        cluster: str,
-        user_name: str | None,
-        states: frozenset[JobState],
-        node: str | None,
-        include_ended: bool,
-    ) -> list[JobListing]: ...
+    def list_jobs(self, *, cluster: str, query: JobQuery) -> list[JobListing]: ...
 
     def show(self, *, cluster: str, job_id: int, events: int) -> JobDetail: ...
 
@@ -117,46 +127,28 @@ class Backend(Protocol):
     def action(self, *, action_id: int) -> ActionRecord: ...
 
     def verify(
-        self,
-        *,
-        cluster: str,
-        job_id: int,
-        read_data: bool,
-        seq: int | None,
-        progress: Progress | None = None,
+        self, *, cluster: str, job_id: int, options: VerifyOptions, progress: Progress | None = None
     ) -> VerifyReport: ...
 
 
+@dataclass(eq=False)
 class Operations:
     """`Backend` over the catalog, for one caller."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        settings: Settings,
-        caller: Caller,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.catalog = catalog
-        self.settings = settings
-        self.caller = caller
-        self.clock = clock
-        self.admin_group = settings.admin.group
+    catalog: Catalog
+    settings: Settings
+    caller: Caller
+    clock: Callable[[], datetime]
+
+    @property
+    def admin_group(self) -> str:
+        return self.settings.admin.group
 
     # Reading
 
-    def list_jobs(
-        self,
-        *,
-        cluster: str,
-        user_name: str | None,
-        states: frozenset[JobState],
-        node: str | None,
-        include_ended: bool,
-    ) -> list[JobListing]:
-        authz.require_user_filter(self.caller, user_name, self.admin_group)
-        if not self.caller.is_admin:
-            user_name = self.caller.name
+    def list_jobs(self, *, cluster: str, query: JobQuery) -> list[JobListing]:
+        authz.require_user_filter(self.caller, query.user_name, self.admin_group)
+        user_name = query.user_name if self.caller.is_admin else self.caller.name
         summaries = self.catalog.job_summaries(cluster=cluster, user_name=user_name)
         activity = self.catalog.checkpoint_activity(cluster=cluster, user_name=user_name)
         rows = []
@@ -164,11 +156,11 @@ class Operations:
             job = summary.job
             if not authz.may_see(self.caller, job):
                 continue  # same name, other uid: not theirs
-            if states and job.state not in states:
+            if query.states and job.state not in query.states:
                 continue
-            if not states and not include_ended and job.state not in OPEN_JOB_STATES:
+            if not query.states and not query.include_ended and job.state not in OPEN_JOB_STATES:
                 continue
-            if node is not None and job.batch_host != node:
+            if query.node is not None and job.batch_host != query.node:
                 continue
             rows.append(JobListing(summary, activity.get(job.id)))
         return rows
@@ -221,15 +213,10 @@ class Operations:
         )
 
     def verify(
-        self,
-        *,
-        cluster: str,
-        job_id: int,
-        read_data: bool,
-        seq: int | None,
-        progress: Progress | None = None,
+        self, *, cluster: str, job_id: int, options: VerifyOptions, progress: Progress | None = None
     ) -> VerifyReport:
         job = self._job(cluster, job_id, Verb.VERIFY)
+        seq = options.seq
         records = [c for c in self.catalog.valid_checkpoints(job.id) if seq is None or c.seq == seq]
         if not records:
             which = f"valid checkpoint {seq}" if seq is not None else "valid checkpoint"
@@ -240,7 +227,7 @@ class Operations:
         return VerifyReport(
             job.slurm_job_id,
             [
-                check_checkpoint(job, files, c, read_data=read_data, progress=progress)
+                check_checkpoint(job, files, c, read_data=options.read_data, progress=progress)
                 for c in records
             ],
         )

@@ -19,6 +19,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,37 +43,35 @@ ADMISSION_RETRY = timedelta(seconds=1)
 WORKERS = 4
 
 
+@dataclass(eq=False)
 class Schedule:
     """The scheduler and every per-job schedule; `checkpoint_now` is what they run."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        checkpointer: Checkpointer,
-        metrics: Metrics,
-        *,
-        jitter_fraction: float,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.catalog = catalog
-        self.checkpointer = checkpointer
-        self.metrics = metrics
-        self.jitter_fraction = jitter_fraction
-        self.clock = clock
-        self.stopped = threading.Event()
+    catalog: Catalog
+    checkpointer: Checkpointer
+    metrics: Metrics
+    _: KW_ONLY
+    jitter_fraction: float
+    clock: Callable[[], datetime]
+    stopped: threading.Event = field(init=False, default_factory=threading.Event)
+    scheduler: BackgroundScheduler = field(init=False)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _idle: threading.Condition = field(init=False)  # on _lock
+    _running: int = field(init=False, default=0)  # tasks running now
+    # Catalog job id -> the interval it is scheduled at, and when its checkpoint was due.
+    _scheduled: dict[int, int] = field(init=False, default_factory=dict)
+    _due: dict[int, datetime] = field(init=False, default_factory=dict)
+    # Jobs refused by admission, oldest first: a freed slot goes to them at once.
+    _waiting: dict[int, None] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=WORKERS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
             timezone=UTC,
         )
         self.scheduler.add_listener(self._note_due, EVENT_JOB_SUBMITTED)
-        self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._running = 0  # tasks running now
-        self._scheduled: dict[int, int] = {}  # catalog job id -> interval it is scheduled at
-        self._due: dict[int, datetime] = {}  # catalog job id -> when its checkpoint was due
-        # Jobs refused by admission, oldest first: a freed slot goes to them at once.
-        self._waiting: dict[int, None] = {}
 
     # -- life cycle --------------------------------------------------------------
 

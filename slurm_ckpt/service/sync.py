@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 
 from slurm_ckpt.db.catalog import Catalog, JobRecord, NewJob
@@ -56,32 +56,24 @@ class SyncResult:
     requeued: int = 0
 
 
+@dataclass(eq=False)
 class Syncer:
-    def __init__(
-        self,
-        catalog: Catalog,
-        slurm: SlurmAdapter,
-        files: JobFiles,
-        cluster: str,
-        *,
-        requeue: RequeuePolicy | None,
-        on_requeue: Callable[[str], None] = lambda cause: None,
-        on_interrupted: Callable[[JobRecord, datetime], object] = lambda job, now: None,
-        criu_refusal: Callable[[int], str | None] = lambda uid: None,
-    ) -> None:
-        self.catalog = catalog
-        self.slurm = slurm
-        self.files = files
-        self.cluster = cluster
-        self.requeue_policy = requeue
-        self.on_requeue = on_requeue
-        # Called when a job stopped running or was requeued: the moment its launcher
-        # may have taken a final checkpoint of its own.
-        self.on_interrupted = on_interrupted
-        # Why a uid's jobs cannot be checkpointed (not allowed to run CRIU), or None.
-        self.criu_refusal = criu_refusal
-        # Restart reports already turned into events: (catalog job id, restart count).
-        self._reported: set[tuple[int, int]] = set()
+    """Folds what Slurm says of the checkpointed jobs into the catalog, a pass per `run`."""
+
+    catalog: Catalog
+    slurm: SlurmAdapter
+    files: JobFiles
+    cluster: str
+    _: KW_ONLY
+    requeue: RequeuePolicy | None  # None: the service requeues no job that ended badly
+    on_requeue: Callable[[str], None] = lambda cause: None
+    # Called when a job stopped running or was requeued: the moment its launcher
+    # may have taken a final checkpoint of its own.
+    on_interrupted: Callable[[JobRecord, datetime], object] = lambda job, now: None
+    # Why a uid's jobs cannot be checkpointed (not allowed to run CRIU), or None.
+    criu_refusal: Callable[[int], str | None] = lambda uid: None
+    # Restart reports already turned into events: (catalog job id, restart count).
+    _reported: set[tuple[int, int]] = field(init=False, default_factory=set)
 
     def run(self, now: datetime) -> SyncResult:
         jobs = self.slurm.list_checkpointed_jobs()
@@ -233,10 +225,10 @@ class Syncer:
 
     def _judge(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
         """Requeue a job that ended badly, by policy; True when it was requeued."""
-        if self.requeue_policy is None or info.state == "COMPLETED":
+        if self.requeue is None or info.state == "COMPLETED":
             return False
         has_image = bool(self.catalog.valid_checkpoints(record.id))
-        decision = self.requeue_policy.decide(info.state, info.restarts, has_image)
+        decision = self.requeue.decide(info.state, info.restarts, has_image)
         if not decision.requeue:
             self.catalog.record_event(
                 record.id, EventKind.REQUEUE_REFUSED, now, detail=f"{info.state}: {decision.reason}"

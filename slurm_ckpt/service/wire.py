@@ -3,7 +3,9 @@
 `dump` turns frozen dataclasses (and lists of them) into JSON values: times as
 ISO 8601 with their offset, enums by value. `load` rebuilds them from their
 type hints and checks every field on the way, so a malformed reply is one
-WireError, never a record with a wrong type inside.
+WireError, never a record with a wrong type inside. A field one end does not
+know yet (the client and the service are one release apart) is defaulted or
+left out, never an error.
 """
 
 from __future__ import annotations
@@ -91,14 +93,24 @@ def _loader(hint: Any) -> _Loader:
 def _record_loader(cls: type) -> _Loader:
     hints = typing.get_type_hints(cls)
     fields = [(name, _loader(hints[name])) for name in _names(cls)]
-    wanted = {name for name, _ in fields}
+    # A client and a service one release apart must still talk: a field the other
+    # side does not send yet takes its default, one this side does not know is
+    # left out. A field without a default is required.
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
 
     def load_record(data: object) -> Any:
         given = _expect(dict, data)
-        if given.keys() != wanted:
-            raise WireError(f"fields {sorted(given)} are not those of {cls.__name__}")
+        if not required <= given.keys():
+            missing = ", ".join(sorted(required - given.keys()))
+            raise WireError(f"fields of {cls.__name__} missing: {missing}")
         values = {}
         for name, load_field in fields:
+            if name not in given:
+                continue
             try:
                 values[name] = load_field(given[name])
             except WireError as err:

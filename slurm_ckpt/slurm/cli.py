@@ -23,7 +23,7 @@ from slurm_ckpt.errors import (
     SlurmRejected,
     SlurmUnavailable,
 )
-from slurm_ckpt.slurm import parse
+from slurm_ckpt.slurm import parse, states
 from slurm_ckpt.slurm.base import JobInfo, NodeInfo
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,8 @@ TRANSIENT_ERRORS = re.compile(
     r"|Transport endpoint is not connected|Slurm temporarily unable",
     re.IGNORECASE,
 )
-_JOB_NOT_FOUND = re.compile(r"Invalid job id specified", re.IGNORECASE)
+_JOB_NOT_FOUND = re.compile(r"Invalid job id( specified|: [0-9]+)", re.IGNORECASE)
 # scancel --verbose when its --state filter left the job out.
-_NO_MATCH = re.compile(r"No active jobs match", re.IGNORECASE)
 _SIGNAL = re.compile(r"(SIG)?[A-Z0-9]{2,8}|[0-9]{1,2}")
 _NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -96,22 +95,16 @@ class CliSlurm:
     def signal_batch(self, job_id: int, signal: str = "USR1") -> None:
         if not _SIGNAL.fullmatch(signal):
             raise ValueError(f"not a signal name: {signal!r}")
-        # --state=RUNNING: scancel passes over a job in any other state at once, and
-        # --verbose makes it say so (without the filter it retries the signal of a
-        # pending job for a minute and a half, then fails as if Slurm were down).
-        done = self._run(
-            [
-                "scancel",
-                "--verbose",
-                "--state=RUNNING",
-                f"--signal={signal}",
-                "--batch",
-                _job(job_id),
-            ],
-            job_id=job_id,
-        )
-        if _NO_MATCH.search(done.stderr):
-            raise SlurmRejected(f"job {job_id} is not running", detail=done.stderr)
+        # scancel retries the signal of a job that does not run (pending, held) for a
+        # minute and a half, then fails as if Slurm were down: ask for this one job's
+        # state first (one job's record; scancel's own --state filter would load the
+        # whole job table at every checkpoint).
+        state = self._run(
+            ["squeue", "--noheader", f"--jobs={_job(job_id)}", "--format=%T"], job_id=job_id
+        ).stdout.strip()
+        if state and state not in states.RUNNING:
+            raise SlurmRejected(f"job {job_id} is {state}, not running")
+        self._run(["scancel", f"--signal={signal}", "--batch", _job(job_id)], job_id=job_id)
 
     def requeue(self, job_id: int, *, hold: bool = False) -> None:
         verb = "requeuehold" if hold else "requeue"

@@ -172,49 +172,50 @@ class JobFiles:
     def committed_seqs(self, job: JobRef) -> list[int]:
         """Sequence numbers of the real folders in checkpoints/, ascending."""
 
-        def op(folder: _Folder) -> list[int]:
-            with folder.sub(layout.CHECKPOINTS) as checkpoints:
-                if checkpoints is None:
-                    return []
-                return sorted(
-                    int(e.name)
-                    for e in _entries(checkpoints)
-                    if _SEQ_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
-                )
+        def op(checkpoints: int) -> list[int]:
+            return sorted(
+                int(e.name)
+                for e in _entries(checkpoints)
+                if _SEQ_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+            )
 
-        return self._run(job, "list checkpoints", op, missing=[])
+        return self._run_in(job, layout.CHECKPOINTS, "list checkpoints", op, missing=[])
 
     def delete_checkpoint(self, job: JobRef, seq: int) -> bool:
         """Remove checkpoints/<seq>/ for good; True when it is gone (or never was)."""
         name = layout.seq_name(seq)
 
-        def op(folder: _Folder) -> bool:
-            with folder.sub(layout.CHECKPOINTS) as checkpoints:
-                if checkpoints is None:
-                    return True
-                _remove(checkpoints, name)
-                os.fsync(checkpoints)
-                return not _lexists(checkpoints, name)
+        def op(checkpoints: int) -> bool:
+            _remove(checkpoints, name)
+            os.fsync(checkpoints)
+            return not _lexists(checkpoints, name)
 
-        return self._run(job, f"delete checkpoint {seq}", op, missing=True)
+        return self._run_in(job, layout.CHECKPOINTS, f"delete checkpoint {seq}", op, missing=True)
 
     def clean_staging(self, job: JobRef) -> list[str]:
         """Remove everything in staging/ (call only while no dump runs); the names removed."""
 
-        def op(folder: _Folder) -> list[str]:
-            with folder.sub(layout.STAGING) as staging:
-                if staging is None:
-                    return []
-                removed = [e.name for e in _entries(staging)]
-                for name in removed:
-                    _remove(staging, name)
-                if removed:
-                    os.fsync(staging)
-                return removed
+        def op(staging: int) -> list[str]:
+            removed = [e.name for e in _entries(staging)]
+            for name in removed:
+                _remove(staging, name)
+            if removed:
+                os.fsync(staging)
+            return removed
 
-        return self._run(job, "clean staging", op, missing=[])
+        return self._run_in(job, layout.STAGING, "clean staging", op, missing=[])
 
     # -- machinery -------------------------------------------------------------------
+
+    def _run_in(self, job: JobRef, sub: str, what: str, op: Callable[[int], T], *, missing: T) -> T:
+        """`op` on the descriptor of the job's subfolder `sub`, as `_run` runs it;
+        `missing` when the job's folder or the subfolder does not exist."""
+
+        def in_sub(folder: _Folder) -> T:
+            with folder.sub(sub) as fd:
+                return missing if fd is None else op(fd)
+
+        return self._run(job, what, in_sub, missing=missing)
 
     def _run(
         self,
@@ -271,12 +272,7 @@ class _Folder:
     @contextlib.contextmanager
     def open(cls, root: Path, job: JobRef, where: Path) -> Iterator[_Folder | None]:
         """The job's folder, reached root -> user -> job, each step the owner's own."""
-        try:
-            root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as err:
-            raise StoreError(
-                f"store root {root} is not reachable as uid {job.uid}: {err.strerror or err}"
-            ) from err
+        root_fd = layout.open_root(root, problem=f"is not reachable as uid {job.uid}")
         try:
             user_fd = untrusted.open_dir(root_fd, job.user, owner=job.uid)
         finally:

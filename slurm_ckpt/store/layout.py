@@ -207,13 +207,7 @@ def ensure_job_dir(root: Path, user: str, job_id: int) -> JobDir:
     root that does not exist.
     """
     job = JobDir(root, user, job_id)
-    try:
-        # O_PATH: the root is the service's; users only pass through it.
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        raise StoreError(
-            f"store root {root} is not usable: {err.strerror or err} (an admin creates it)"
-        ) from err
+    root_fd = open_root(root, hint=" (an admin creates it)")
     try:
         user_fd = _existing_private_dir(root_fd, user, job.user_dir, os.geteuid(), writable=0o022)
         try:
@@ -240,11 +234,7 @@ def ensure_user_dir(root: Path, user: str, uid: int, gid: int) -> Path:
     site's account provisioning makes these folders there).
     """
     path = root / check_user(user)
-    try:
-        # O_PATH: on a root-squashed store root may pass through but not read.
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        raise StoreError(f"store root {root} is not usable: {err.strerror or err}") from err
+    root_fd = open_root(root)
     try:
         try:
             os.mkdir(user, 0o700, dir_fd=root_fd)
@@ -268,6 +258,16 @@ def ensure_user_dir(root: Path, user: str, uid: int, gid: int) -> Path:
     finally:
         os.close(root_fd)
     return path
+
+
+def open_root(root: Path, *, problem: str = "is not usable", hint: str = "") -> int:
+    """An O_PATH descriptor on the store root: the root is the service's, and users
+    (or root, on a root-squashed store) only pass through it. StoreError otherwise,
+    saying "store root <root> <problem>: <reason><hint>"."""
+    try:
+        return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise StoreError(f"store root {root} {problem}: {err.strerror or err}{hint}") from err
 
 
 def _existing_private_dir(parent_fd: int, name: str, shown: Path, uid: int, writable: int) -> int:

@@ -40,6 +40,7 @@ from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import JobState
 from slurm_ckpt.service import api as api_module
 from slurm_ckpt.service.api import Api, ApiServer
+from slurm_ckpt.service.ops import JobQuery
 from slurm_ckpt.store.checksum import hash_file
 from slurm_ckpt.store.layout import ensure_job_dir
 from slurm_ckpt.store.manifest import MANIFEST_NAME
@@ -448,8 +449,6 @@ def test_one_list_jobs_through_the_api_takes_milliseconds(world: World) -> None:
     took = []
     for _ in range(20):
         started = time.perf_counter()
-        client.list_jobs(
-            cluster=CLUSTER, user_name=None, states=frozenset(), node=None, include_ended=True
-        )
+        client.list_jobs(cluster=CLUSTER, query=JobQuery(include_ended=True))
         took.append(time.perf_counter() - started)
     assert statistics.median(took) < 0.5, took

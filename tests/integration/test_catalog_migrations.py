@@ -41,6 +41,11 @@ BEFORE_0005 = (
     "INSERT INTO checkpoints (job_id, seq, state, error, job_restart_count, created_at, "
     f"completed_at) VALUES (1, 2, 'FAILED', 'x', 1, {_AT}, {_AT})",
     f"INSERT INTO events (job_id, kind, detail, created_at) VALUES (1, 'requeued', 'x', {_AT})",
+    # A run chained before the upgrade: 0005 counts it into jobs.chained_runs.
+    "INSERT INTO events (job_id, kind, detail, created_at) VALUES "
+    f"(1, 'requeued', 'walltime chaining, run 1: from checkpoint 1', {_AT})",
+    "INSERT INTO events (job_id, kind, detail, created_at) VALUES "
+    f"(1, 'requeue_refused', 'walltime chaining, run 2: requeue failed', {_AT})",
 )
 
 
@@ -125,10 +130,15 @@ def test_0005_keeps_existing_rows_with_their_defaults_and_goes_back(empty_url: s
         db = open_database(empty_url)
         try:
             catalog = Catalog(db)
-            assert catalog.get_job(1).chained_runs == 0
+            assert catalog.get_job(1).chained_runs == 1
             assert {c.kind for c in catalog.checkpoints(1)} == {CheckpointKind.PERIODIC}
             # The new columns work on the migrated rows, and the old index still holds.
-            catalog.record_requeue(1, "walltime chaining, run 1", NOW, chained=True)
+            assert (
+                catalog.record_requeue(
+                    1, "walltime chaining, run 2", NOW, chained=True
+                ).chained_runs
+                == 2
+            )
             assert catalog.request_checkpoint(1, NOW, CheckpointKind.ADMIN).seq == 3
             with pytest.raises(CatalogConflict, match="in flight"):
                 catalog.request_checkpoint(1, NOW)
@@ -147,7 +157,7 @@ def test_0005_keeps_existing_rows_with_their_defaults_and_goes_back(empty_url: s
                 for table in ("jobs", "checkpoints", "events")
             ]
         # Nothing lost on the way down (a table copy on SQLite would cascade-delete).
-        assert counts == [1, 3, 2]
+        assert counts == [1, 3, 4]
         assert migrate.upgrade(empty_url) == migrate.head()
         assert schema_diff(empty_url) == []
     finally:

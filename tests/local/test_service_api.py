@@ -248,3 +248,15 @@ def test_replies_are_rebuilt_exactly_or_refused_as_malformed(api: Api) -> None:
             wire.load(list[JobListing], broken)
     with pytest.raises(wire.WireError, match="fields"):
         wire.load(list[JobListing], [{"summary": body[0]["summary"]}])
+
+
+def test_a_reply_one_release_apart_still_loads(api: Api) -> None:
+    body = ask(api, ROOT, "list-jobs", **LIST).body["result"]
+    job = body[0]["summary"]["job"]
+    # From a service before jobs.chained_runs, and from one with a field not known here.
+    older = {k: v for k, v in job.items() if k != "chained_runs"}
+    newer = {**job, "a_later_field": [1, 2]}
+    for sent in (older, newer):
+        row = [{**body[0], "summary": {**body[0]["summary"], "job": sent}}]
+        (listing,) = wire.load(list[JobListing], row)
+        assert listing.summary.job.chained_runs == job["chained_runs"]

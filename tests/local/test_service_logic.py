@@ -300,6 +300,23 @@ def test_a_final_checkpoint_in_flight_across_a_restart_still_ends_in_the_requeue
     assert [e.detail for e in requeued] == ["walltime chaining, run 1: from checkpoint 1"]
 
 
+def test_a_chain_step_completed_by_another_instance_is_requeued_once(world: FakeWorld) -> None:
+    world.service = world.make_service(**CHAINING)
+    limited_job(world, 117)
+    world.service.sync()
+    world.silent.add(117)
+    reach_the_margin(world)  # the final checkpoint is requested, not answered yet
+    other = world.restarted_service()
+    other.recover()  # a second instance follows the same request
+    world.answer_late(117)
+
+    world.service.collect()
+    other.collect()
+
+    assert world.slurm.requeues == [117]
+    assert world.tracked(117).chained_runs == 1
+
+
 def test_an_admin_or_periodic_checkpoint_never_requeues(world: FakeWorld) -> None:
     world.service = world.make_service(**CHAINING)
     world.job(116)

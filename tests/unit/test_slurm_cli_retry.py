@@ -85,20 +85,33 @@ def test_consecutive_transient_failures_are_bounded_then_reported() -> None:
     assert len(runner.calls) == 3 and len(sleeps) == 2
 
 
-def test_unknown_job_is_not_retried() -> None:
-    runner = Script(failed("scancel: error: Kill job error on job id 9: Invalid job id specified"))
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "slurm_load_jobs error: Invalid job id specified",
+        "squeue: error: Invalid job id: 9",  # an id no job can have
+    ],
+)
+def test_unknown_job_is_not_retried(stderr: str) -> None:
+    runner = Script(failed(stderr))
     cli, sleeps = adapter(runner)
     with pytest.raises(JobNotFound) as err:
         cli.signal_batch(9)
     assert err.value.job_id == 9 and sleeps == []
-    assert runner.calls[0][0] == (
-        "scancel",
-        "--verbose",
-        "--state=RUNNING",
-        "--signal=USR1",
-        "--batch",
-        "9",
-    )
+    assert runner.calls[0][0] == ("squeue", "--noheader", "--jobs=9", "--format=%T")
+
+
+def test_only_a_running_job_is_signalled() -> None:
+    runner = Script("RUNNING\n", "")
+    cli, _ = adapter(runner)
+    cli.signal_batch(5, "USR1")
+    assert runner.calls[1][0] == ("scancel", "--signal=USR1", "--batch", "5")
+
+    pending = Script("PENDING\n")
+    cli, sleeps = adapter(pending)
+    with pytest.raises(SlurmRejected, match="job 6 is PENDING, not running"):
+        cli.signal_batch(6, "USR1")
+    assert len(pending.calls) == 1 and sleeps == []  # never handed to scancel
 
 
 def test_a_refusal_is_typed_and_not_retried() -> None:

@@ -34,11 +34,19 @@ ADD_CHAINED_RUNS = (
     "ALTER TABLE jobs ADD COLUMN chained_runs INTEGER DEFAULT 0 NOT NULL "
     "CONSTRAINT ck_jobs_chained_runs_not_negative CHECK (chained_runs >= 0)"
 )
+# Before this revision the runs chained so far were counted from the requeue events
+# walltime chaining wrote; a job chained before the upgrade keeps its count.
+COUNT_CHAINED_RUNS = (
+    "UPDATE jobs SET chained_runs = (SELECT COUNT(*) FROM events "
+    "WHERE events.job_id = jobs.id AND events.kind = 'requeued' "
+    "AND events.detail LIKE 'walltime chaining, run %')"
+)
 
 
 def upgrade() -> None:
     op.execute(ADD_KIND)
     op.execute(ADD_CHAINED_RUNS)
+    op.execute(COUNT_CHAINED_RUNS)
 
 
 def downgrade() -> None:
