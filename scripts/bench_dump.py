@@ -29,7 +29,8 @@ from pathlib import Path
 import benchlib
 
 from slurm_ckpt.dump.criu import tree_pids
-from slurm_ckpt.store.layout import JobDir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
 LAUNCHER = PREFIX / "venv/bin/slurm-ckpt-launch"

@@ -32,8 +32,8 @@ from pathlib import Path
 import benchlib
 
 from slurm_ckpt.store import untrusted
+from slurm_ckpt.store.folders import ensure_user_dir
 from slurm_ckpt.store.jobfs import JobFiles, JobRef
-from slurm_ckpt.store.layout import ensure_user_dir
 
 JOB_ID = 4242
 

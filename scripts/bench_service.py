@@ -36,7 +36,8 @@ from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.service.main import compose
 from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_job_dir, ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 
 INTERVAL = 3600
 USER = pwd.getpwuid(os.geteuid()).pw_name  # the fake jobs are the caller's

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ckpt.dump.criu import tree_pids
-from slurm_ckpt.store.layout import JobDir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 
 ZDTM_ROOT = Path(os.environ.get("ZDTM_ROOT", "/var/tmp/slurm-ckpt-zdtm"))
 PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))

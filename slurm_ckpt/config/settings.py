@@ -102,7 +102,7 @@ class ServiceSettings:
     # A request without a result by then is FAILED. Longer than launcher.dump_timeout
     # (10m) plus hashing and committing the largest image benchmarked (1 GiB, seconds):
     # a dump that may still succeed is not declared lost (a late one is still
-    # accepted, see service/checkpoints.py).
+    # accepted, see service/late.py).
     checkpoint_deadline: timedelta = setting(interval, timedelta(minutes=15))
     # How long one file operation in a job's folder may take.
     store_timeout: timedelta = setting(seconds, timedelta(seconds=30))

@@ -171,7 +171,7 @@ def _job_dir(root: Path, job_id: int, wait: "timedelta") -> "JobDir":
     import time
 
     from slurm_ckpt.errors import MissingUserDir
-    from slurm_ckpt.store.layout import ensure_job_dir
+    from slurm_ckpt.store.folders import ensure_job_dir
 
     user = pwd.getpwuid(os.geteuid()).pw_name
     deadline = time.monotonic() + wait.total_seconds()

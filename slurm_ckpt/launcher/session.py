@@ -11,12 +11,13 @@ and nothing runs inside a signal handler:
 - SIGUSR1: take a checkpoint, as request.json says, or a final one when there
   is no request (Slurm's own warning before a time limit or a preemption).
 - SIGTERM, SIGINT, SIGHUP, SIGCONT, SIGUSR2: forwarded to the workload's group.
+
+On a restart the workload is an image restored by `restore.Restorer` instead.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -31,17 +32,16 @@ from slurm_ckpt import exchange
 from slurm_ckpt.config import Settings
 from slurm_ckpt.db.states import CheckpointKind
 from slurm_ckpt.dump.base import Dumper
-from slurm_ckpt.errors import CkptError, LauncherError, StoreError
+from slurm_ckpt.errors import CkptError, LauncherError
 from slurm_ckpt.exchange import (
-    Attempt,
     CheckpointRequest,
     CheckpointResult,
     RestartOutcome,
     RestartReport,
 )
-from slurm_ckpt.launcher import openfiles
 from slurm_ckpt.launcher.filesaver import FileSaver, Saving
-from slurm_ckpt.store import verify, writer
+from slurm_ckpt.launcher.restore import Restorer, with_log, write_report
+from slurm_ckpt.store import writer
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.layout import JobDir
 
@@ -50,21 +50,6 @@ log = logging.getLogger(__name__)
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCONT, signal.SIGUSR2)
 WAITED = frozenset({signal.SIGUSR1, signal.SIGCHLD, *FORWARDED})
 _PR_SET_NO_NEW_PRIVS = 38
-# CRIU writes its statistics into the image folder on restore; images stay as committed.
-_RESTORE_LEFTOVERS = ("stats-restore",)
-
-
-def process_age() -> float:
-    """Seconds since this process started (interpreter start-up included), 0 if unknown.
-
-    A restart report carries it so that the time a restart costs us, from
-    Slurm starting the launcher to the job working again, is on record."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return max(uptime - ticks / os.sysconf("SC_CLK_TCK"), 0.0)
 
 
 def _child_setup() -> None:
@@ -73,14 +58,6 @@ def _child_setup() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-
-
-def _with_log(exc: BaseException) -> str:
-    """The error, naming CRIU's full log of the failed step when there is one."""
-    path = getattr(exc, "log", None)
-    if path and os.path.exists(path):
-        return f"{exc} (CRIU's log: {path})"
-    return str(exc)
 
 
 def exit_code(status: int) -> int:
@@ -119,7 +96,7 @@ class Session:
         """Start or restore the workload; return an exit code when there is nothing to run."""
         if self.job.restart_count > 0:
             report = self._restore()
-            self._report_restart(report)
+            write_report(self.jobdir, report)
             if report.outcome in (RestartOutcome.RESTORED, RestartOutcome.FELL_BACK):
                 return None
             if report.outcome == RestartOutcome.FAILED:
@@ -145,113 +122,21 @@ class Session:
         workload.returncode = 0
         log.info("started %s %s as pid %d", " ".join(self.job.interpreter), copy, self.child)
 
-    def _candidates(self) -> list[int]:
-        """Images to try, newest first: the service's published list, preceded by any
-        image this job's launchers committed after the newest listed one (a final
-        checkpoint at a preemption or time limit the service may not have seen yet).
-        Every candidate is fully verified before use, listed or not."""
-        try:
-            seqs = verify.published_images(self.jobdir)
-        except StoreError as exc:
-            log.error("cannot read the list of images: %s", exc)
-            seqs = []
-        newest = seqs[0] if seqs else 0
-        newer = [
-            seq for seq in self.jobdir.committed_seqs() if seq > newest and self._own_result_ok(seq)
-        ]
-        return sorted(newer, reverse=True) + seqs
-
-    def _own_result_ok(self, seq: int) -> bool:
-        try:
-            doc = json.loads(
-                self.jobdir.result_file(seq).read_bytes()[: exchange.MAX_MESSAGE_BYTES]
-            )
-        except (OSError, ValueError, RecursionError):
-            return False
-        return exchange.read_result(doc, seq).ok
-
     def _restore(self) -> RestartReport:
-        seqs = self._candidates()
-        attempts: list[Attempt] = []
-        for index, seq in enumerate(seqs):
-            try:
-                started = time.monotonic()
-                pid = self._restore_one(seq)
-            except (CkptError, OSError) as exc:
-                log.warning("image %d not restored: %s", seq, exc)
-                attempts.append(Attempt(seq, _with_log(exc)))
-                continue
-            self.child = pid
-            outcome = RestartOutcome.RESTORED if index == 0 else RestartOutcome.FELL_BACK
-            log.info("restored image %d as pid %d (%s)", seq, pid, outcome)
-            return self._report(outcome, seq, attempts, time.monotonic() - started)
-        outcome = (
-            RestartOutcome.FAILED
-            if self.settings.launcher.no_image == "fail"
-            else RestartOutcome.FRESH_START
+        """Try the job's images (launcher/restore.py); a restored tree becomes our child."""
+        restorer = Restorer(
+            self.job.job_id,
+            self.job.restart_count,
+            self.jobdir,
+            self.dumper,
+            self.settings,
+            logs=self.logs,
+            files=self.files,
         )
-        log.warning("no usable image among %s: %s", seqs or "none", outcome)
-        return self._report(outcome, None, attempts, 0.0)
-
-    def _report(
-        self, outcome: RestartOutcome, seq: int | None, attempts: list[Attempt], seconds: float
-    ) -> RestartReport:
-        return RestartReport(
-            job_id=self.job.job_id,
-            restart_count=self.job.restart_count,
-            outcome=outcome,
-            at=datetime.now(UTC),
-            seq=seq,
-            attempts=attempts,
-            restore_seconds=seconds,
-            launcher_seconds=process_age(),
-        )
-
-    def _restore_one(self, seq: int) -> int:
-        images = self.jobdir.checkpoint(seq)
-        # A flipped byte anywhere must send us to an older image, so read everything.
-        manifest = verify.verify_checkpoint(images, read_data=True)
-        uid, gid = os.getuid(), os.getgid()
-        if manifest.uid != uid or manifest.job_id != self.job.job_id:
-            raise LauncherError(
-                f"image {seq} belongs to uid {manifest.uid}, job {manifest.job_id}; "
-                f"this is uid {uid}, job {self.job.job_id}"
-            )
-        info = self.dumper.inspect(images)
-        if info.uids != {uid} or info.gids - set(os.getgroups()) - {gid}:
-            raise LauncherError(
-                f"image {seq} holds credentials of uids {sorted(info.uids)}, "
-                f"gids {sorted(info.gids)}; only uid {uid} may be restored here"
-            )
-        openfiles.roll_back(manifest.open_files, images)
-        self._wait_pids_free(info.pids)
-        try:
-            result = self.dumper.restore(
-                images, log_file=self.logs / f"restore-{seq:06d}-r{self.job.restart_count}.log"
-            )
-        finally:
-            for name in _RESTORE_LEFTOVERS:
-                (images / name).unlink(missing_ok=True)
-        self.files.adopt(manifest.open_files, images)
-        return result.pid
-
-    def _wait_pids_free(self, pids: tuple[int, ...]) -> None:
-        # A killed tree's zombies can linger a moment before they are reaped.
-        wait = self.settings.launcher.pid_wait.total_seconds()
-        deadline = time.monotonic() + wait
-        while True:
-            busy = [p for p in pids if os.path.exists(f"/proc/{p}")]
-            if not busy:
-                return
-            if time.monotonic() >= deadline:
-                raise LauncherError(
-                    f"pids {busy} of the image are in use on this node after {wait:.0f}s"
-                )
-            time.sleep(0.05)
-
-    def _report_restart(self, report: RestartReport) -> None:
-        self.jobdir.restarts_dir.mkdir(mode=0o700, exist_ok=True)
-        write_atomic(self.jobdir.restart_report(report.restart_count), report.to_json())
+        report = restorer.restore()
+        if restorer.child:
+            self.child = restorer.child
+        return report
 
     # -- run -----------------------------------------------------------------
 
@@ -359,7 +244,7 @@ class Session:
                 saving.close()
             self.files.forget()  # the next copies are whole, from the files themselves
             log.error("checkpoint %d failed: %s", seq, exc)
-            return self._result(request, False, error=_with_log(exc))
+            return self._result(request, False, error=with_log(exc))
         self.files.committed(saved[0], final)
         # A dump that worked needs no log; one per checkpoint would fill the folder.
         log_file.unlink(missing_ok=True)

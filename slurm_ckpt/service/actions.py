@@ -25,6 +25,9 @@ new ones: every action may safely run again (drain and gc are idempotent, a
 second checkpoint is only a newer image) and the last progress is kept in the
 detail, so an admin sees whether a requeue already went through. One service
 instance is active per cluster, so a RUNNING action at start is an orphan.
+
+Here: the runner (claim, recovery, each job's checkpoint and requeue steps, the
+progress and end it writes); what each action kind plans is in plans.py.
 """
 
 from __future__ import annotations
@@ -34,60 +37,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from slurm_ckpt.db.catalog import ActionRecord, Catalog, CheckpointRecord, JobRecord
-from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointKind, CheckpointState, JobState
+from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointKind, CheckpointState
 from slurm_ckpt.errors import CatalogConflict, CatalogError, SlurmError
-from slurm_ckpt.service.checkpoints import InFlight, Outcome, Sent
+from slurm_ckpt.service.plans import MIB, Move, Planner, Pruning, Step, Task, end_of, progress_of
+from slurm_ckpt.service.requests import InFlight, Outcome, Sent
 from slurm_ckpt.slurm.base import SlurmAdapter
-from slurm_ckpt.store import untrusted
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 RESTARTED = "interrupted by a service restart; run the command again"
-
-
-class Step(StrEnum):
-    """Where one job's part of an action is."""
-
-    CHECKPOINT = "checkpoint"  # ask for a checkpoint (again, while admission is full)
-    WAIT = "wait"  # a checkpoint is in flight
-    REQUEUE = "requeue"
-    DONE = "done"
-    FAILED = "failed"
-
-
-@dataclass
-class Move:
-    """One job's part of an action: a checkpoint, a requeue, or a checkpoint then a requeue."""
-
-    slurm_job_id: int
-    job: JobRecord | None  # None: Slurm runs it but the service does not track it yet
-    checkpoint: bool
-    requeue: bool
-    step: Step
-    checkpoint_id: int | None = None
-    seq: int | None = None
-    detail: str = ""
-
-    @property
-    def finished(self) -> bool:
-        return self.step in (Step.DONE, Step.FAILED)
-
-
-@dataclass
-class Task:
-    """An action this instance claimed, and how far it got."""
-
-    action: ActionRecord
-    moves: list[Move] | None = None  # None until planned
-    result: tuple[ActionState, str] | None = None  # set when the action ended early
-    head: str = ""  # what preceded the moves ("node1 drained")
-    progress: str = ""  # the progress last written to the catalog
-    watched: set[int] = field(default_factory=set)  # catalog job ids whose outcomes matter
 
 
 class Checkpointing(Protocol):
@@ -98,14 +59,6 @@ class Checkpointing(Protocol):
         ...
 
     def in_flight(self) -> list[InFlight]: ...
-
-
-class Pruning(Protocol):
-    """What gc needs (checkpoints.Checkpointer). Both raise CatalogError, StoreError."""
-
-    def apply_retention(self, job: JobRecord, now: datetime) -> None: ...
-
-    def delete_obsolete(self, job: JobRecord) -> None: ...
 
 
 @dataclass(eq=False)
@@ -125,6 +78,10 @@ class ActionRunner:
     # Outcomes of watched jobs' checkpoints, in arrival order, by catalog job id.
     _outcomes: dict[int, list[Outcome]] = field(init=False, default_factory=dict)
     _recovered: bool = field(init=False, default=False)
+    _planner: Planner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._planner = Planner(self.catalog, self.slurm, self.pruning, cluster=self.cluster)
 
     # -- entry points ----------------------------------------------------------
 
@@ -181,7 +138,8 @@ class ActionRunner:
         action = task.action
         try:
             if task.moves is None:
-                self._plan(task, now)
+                self._planner.plan(task, now)
+                self._watch(task)  # before the first request, so no outcome is missed
             for move in task.moves or []:
                 self._step(task, move, now)
             self._report(task, now)
@@ -195,71 +153,6 @@ class ActionRunner:
                 self._report(task, now)
             except CatalogError as again:
                 log.warning("action %d: end not recorded, trying again: %s", action.id, again)
-
-    def _plan(self, task: Task, now: datetime) -> None:
-        """Check the request and decide the moves; an action that cannot run ends here."""
-        action = task.action
-        task.moves = []
-        if action.kind == ActionKind.GC:
-            task.result = self._gc(now)
-            return
-        if action.kind == ActionKind.DRAIN:
-            self._plan_drain(task)
-            return
-        if action.slurm_job_id is None:  # the catalog's CHECK constraint forbids it
-            task.result = (ActionState.FAILED, f"a {action.kind} action must name a job")
-            return
-        job = self.catalog.find_job(self.cluster, action.slurm_job_id)
-        first = action.kind == ActionKind.CHECKPOINT or bool(action.options.get("checkpoint_first"))
-        refusal = _refusal(action.slurm_job_id, job, needs_running=first)
-        if refusal is not None:
-            task.result = (ActionState.FAILED, refusal)
-            return
-        task.moves = [
-            Move(
-                action.slurm_job_id,
-                job,
-                checkpoint=first,
-                requeue=action.kind == ActionKind.REQUEUE,
-                step=Step.CHECKPOINT if first else Step.REQUEUE,
-            )
-        ]
-        self._watch(task)
-
-    def _plan_drain(self, task: Task) -> None:
-        action = task.action
-        node = str(action.node)
-        reason = str(
-            action.options.get("reason") or f"drained by {action.requested_by} (ckpt-admin)"
-        )
-        slurm = self.slurm
-        try:
-            # First, so no new job lands there while the running ones are moved.
-            slurm.drain_node(node, reason)
-        except SlurmError as exc:
-            task.result = (ActionState.FAILED, f"{node} not drained: {exc}")
-            return
-        task.head = f"{node} drained"
-        try:
-            running = [j for j in slurm.list_checkpointed_jobs() if j.is_running]
-        except SlurmError as exc:
-            task.result = (
-                ActionState.FAILED,
-                f"{node} drained, but its jobs could not be listed: {exc}; run the command again",
-            )
-            return
-        ids = sorted(j.job_id for j in running if j.batch_host == node)
-        known = self.catalog.jobs_for_sync(self.cluster, ids)
-        task.moves = []
-        for slurm_job_id in ids:
-            job = known.get(slurm_job_id)
-            move = Move(slurm_job_id, job, checkpoint=True, requeue=True, step=Step.CHECKPOINT)
-            if job is None:
-                move.step = Step.FAILED
-                move.detail = "not tracked by the service yet (it started moments ago)"
-            task.moves.append(move)
-        self._watch(task)
-        log.info("action %d: %s, %d checkpointed jobs to move", action.id, task.head, len(ids))
 
     def _step(self, task: Task, move: Move, now: datetime) -> None:
         # Steps fall through: a checkpoint that ended at once is handled in the same pass.
@@ -346,9 +239,9 @@ class ActionRunner:
     def _report(self, task: Task, now: datetime) -> None:
         """Write progress when it changed; write the end and drop the task when it ended."""
         action = task.action
-        ended = task.result or self._result(task)
+        ended = task.result or end_of(task)
         if ended is None:
-            progress = self._progress(task)
+            progress = progress_of(task)
             if progress != task.progress:
                 self.catalog.update_action(action.id, now, progress=progress)
                 task.progress = progress
@@ -361,66 +254,6 @@ class ActionRunner:
         log.info("action %d: %s: %s", action.id, state, detail)
         del self._tasks[action.id]
         self._unwatch()
-
-    def _result(self, task: Task) -> tuple[ActionState, str] | None:
-        moves = task.moves or []
-        if not all(m.finished for m in moves):
-            return None
-        failed = [m for m in moves if m.step == Step.FAILED]
-        state = ActionState.FAILED if failed else ActionState.DONE
-        if task.action.kind != ActionKind.DRAIN:
-            return state, moves[0].detail
-        if not moves:
-            return state, f"{task.head}; no checkpointed job was running there"
-        moved = [m for m in moves if m.step == Step.DONE]
-        parts = [f"{task.head}; {len(moved)} of {len(moves)} jobs moved"]
-        if moved:
-            parts.append("moved: " + ", ".join(f"{m.slurm_job_id} ({m.detail})" for m in moved))
-        if failed:
-            parts.append(
-                "left running there: " + ", ".join(f"{m.slurm_job_id} ({m.detail})" for m in failed)
-            )
-        return state, "; ".join(parts)
-
-    def _progress(self, task: Task) -> str:
-        moves = task.moves or []
-        if task.action.kind == ActionKind.DRAIN:
-            done = sum(m.step == Step.DONE for m in moves)
-            return f"{done} of {len(moves)} jobs moved"
-        (move,) = moves
-        if move.step == Step.WAIT:
-            return f"checkpoint {move.seq} in flight"
-        if move.step == Step.CHECKPOINT:
-            return "waiting for a free checkpoint slot"
-        return "requeueing"
-
-    # -- gc ------------------------------------------------------------------------
-
-    def _gc(self, now: datetime) -> tuple[ActionState, str]:
-        jobs = [s.job for s in self.catalog.job_summaries(cluster=self.cluster)]
-        images = size = 0
-        failures = []
-        for job in jobs:
-            before = {
-                c.id for c in self.catalog.checkpoints(job.id) if c.state != CheckpointState.DELETED
-            }
-            if not before:
-                continue
-            try:
-                self.pruning.apply_retention(job, now)
-                self.pruning.delete_obsolete(job)
-            except CatalogError:
-                raise  # the whole pass runs again: both steps pick up where they stopped
-            except Exception as exc:  # one job's folder never stops the others' gc
-                failures.append(f"job {job.slurm_job_id}: {untrusted.text(exc, 300)}")
-            for c in self.catalog.checkpoints(job.id, states=[CheckpointState.DELETED]):
-                if c.id in before:
-                    images += 1
-                    size += c.total_bytes or 0
-        detail = f"deleted {images} images, {size / MIB:.1f} MiB ({len(jobs)} jobs looked at)"
-        if failures:
-            return ActionState.FAILED, f"{detail}; not done: {'; '.join(failures)}"
-        return ActionState.DONE, detail
 
     # -- checkpoint outcomes -------------------------------------------------------
 
@@ -457,17 +290,6 @@ def _tracked(move: Move) -> JobRecord:
     if move.job is None:
         raise ValueError(f"job {move.slurm_job_id} is not tracked")
     return move.job
-
-
-def _refusal(slurm_job_id: int, job: JobRecord | None, *, needs_running: bool) -> str | None:
-    if job is None:
-        return (
-            f"job {slurm_job_id} is not tracked by slurm-ckpt: it was not submitted "
-            "with --checkpoint, or the service has not seen it yet"
-        )
-    if needs_running and job.state != JobState.RUNNING:
-        return f"job {slurm_job_id} is {job.state}, not running: nothing to checkpoint"
-    return None
 
 
 def _describe(outcome: Outcome) -> str:

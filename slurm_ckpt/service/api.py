@@ -12,6 +12,9 @@ of ckpt-admin's exit code, with an HTTP status to match.
 Bounds: the body's size, the time to read it (10 s, however slowly it
 trickles), 16 requests at a time (more get 503 at once), two verifications at
 a time; every request's failure is caught and answered, the server goes on.
+
+The ops and the checks of their arguments are in `apiops`; this module
+authenticates a request, runs it and serves the API over HTTP.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -32,7 +34,6 @@ from typing import Any, cast
 from slurm_ckpt.cli.errors import ExitCode, exit_code_for
 from slurm_ckpt.config import Settings
 from slurm_ckpt.db.catalog import Catalog
-from slurm_ckpt.db.states import JobState
 from slurm_ckpt.errors import (
     CkptError,
     CredentialRefused,
@@ -41,10 +42,10 @@ from slurm_ckpt.errors import (
 from slurm_ckpt.munge import Credential
 from slurm_ckpt.munge import decode as unmunge
 from slurm_ckpt.service import authz, wire
+from slurm_ckpt.service.apiops import OPS, Args, RequestError, bad_request, parse_request
 from slurm_ckpt.service.authz import Caller
 from slurm_ckpt.service.httpd import BackgroundServer, BoundedServer
-from slurm_ckpt.service.ops import JobQuery, Operations, VerifyOptions
-from slurm_ckpt.store.layout import MAX_JOB_ID
+from slurm_ckpt.service.ops import Operations
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,6 @@ MAX_BODY = 64 * 1024
 READ_DEADLINE = 10.0  # seconds to send the whole request
 MAX_IN_FLIGHT = 16
 MAX_VERIFYING = 2  # --read-data reads whole images; a few at a time is plenty
-MAX_EVENTS = 10_000
-MAX_REASON = 200
-MAX_ID = 2**63 - 1  # catalog ids and seqs are 64-bit
 
 _STATUS = {
     ExitCode.USAGE: 400,
@@ -63,143 +61,6 @@ _STATUS = {
     ExitCode.UNKNOWN_JOB: 404,
     ExitCode.NOT_CHECKPOINTED: 409,
     ExitCode.CATALOG_UNAVAILABLE: 503,
-}
-# The config's cluster names, ckpt-admin's node names, POSIX and directory user names.
-_WORD = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_USER = re.compile(r"[A-Za-z0-9._@$-]{1,64}")
-
-
-class RequestError(CkptError):
-    """A request the API will not run; `kind` and `status` go into the reply."""
-
-    def __init__(self, message: str, *, kind: str, status: int) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.status = status
-
-
-def _bad(message: str) -> RequestError:
-    return RequestError(message, kind="bad_request", status=400)
-
-
-class _Args:
-    """Typed, bounded access to a request's arguments."""
-
-    def __init__(self, raw: Mapping[str, object]) -> None:
-        self.raw = raw
-
-    def _get(self, key: str) -> object:
-        return self.raw.get(key)
-
-    def word(self, key: str, pattern: re.Pattern[str] = _WORD) -> str:
-        value = self._get(key)
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise _bad(f"{key}: not a {key} name")
-        return value
-
-    def optional_word(self, key: str, pattern: re.Pattern[str] = _WORD) -> str | None:
-        return None if self._get(key) is None else self.word(key, pattern)
-
-    def integer(self, key: str, *, maximum: int, minimum: int = 1) -> int:
-        value = self._get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-            raise _bad(f"{key}: a whole number from {minimum} to {maximum}")
-        return value
-
-    def optional_integer(self, key: str, *, maximum: int) -> int | None:
-        return None if self._get(key) is None else self.integer(key, maximum=maximum)
-
-    def flag(self, key: str) -> bool:
-        value = self._get(key)
-        if not isinstance(value, bool):
-            raise _bad(f"{key}: true or false")
-        return value
-
-    def states(self, key: str) -> frozenset[JobState]:
-        value = self._get(key)
-        if not isinstance(value, list) or len(value) > len(JobState):
-            raise _bad(f"{key}: a list of job states")
-        try:
-            return frozenset(JobState(v) for v in value)
-        except ValueError:
-            raise _bad(f"{key}: one of {', '.join(JobState)}") from None
-
-    def text(self, key: str) -> str | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > MAX_REASON:
-            raise _bad(f"{key}: text of at most {MAX_REASON} characters")
-        # Shown in Slurm and in admins' terminals: printable characters only.
-        return "".join(ch if ch.isprintable() else " " for ch in value)
-
-
-# op -> (its argument names, how to run it)
-_Op = Callable[[Operations, _Args], object]
-OPS: dict[str, tuple[frozenset[str], _Op]] = {
-    "list-jobs": (
-        frozenset({"cluster", "user", "states", "node", "all"}),
-        lambda ops, a: ops.list_jobs(
-            cluster=a.word("cluster"),
-            query=JobQuery(
-                user_name=a.optional_word("user", _USER),
-                states=a.states("states"),
-                node=a.optional_word("node", _NODE),
-                include_ended=a.flag("all"),
-            ),
-        ),
-    ),
-    "show": (
-        frozenset({"cluster", "job_id", "events"}),
-        lambda ops, a: ops.show(
-            cluster=a.word("cluster"),
-            job_id=a.integer("job_id", maximum=MAX_JOB_ID),
-            events=a.integer("events", minimum=0, maximum=MAX_EVENTS),
-        ),
-    ),
-    "checkpoints": (
-        frozenset({"cluster", "job_id"}),
-        lambda ops, a: ops.checkpoints(
-            cluster=a.word("cluster"), job_id=a.integer("job_id", maximum=MAX_JOB_ID)
-        ),
-    ),
-    "checkpoint": (
-        frozenset({"cluster", "job_id"}),
-        lambda ops, a: ops.checkpoint(
-            cluster=a.word("cluster"), job_id=a.integer("job_id", maximum=MAX_JOB_ID)
-        ),
-    ),
-    "requeue": (
-        frozenset({"cluster", "job_id", "checkpoint_first"}),
-        lambda ops, a: ops.requeue(
-            cluster=a.word("cluster"),
-            job_id=a.integer("job_id", maximum=MAX_JOB_ID),
-            checkpoint_first=a.flag("checkpoint_first"),
-        ),
-    ),
-    "drain": (
-        frozenset({"cluster", "node", "reason"}),
-        lambda ops, a: ops.drain(
-            cluster=a.word("cluster"), node=a.word("node", _NODE), reason=a.text("reason")
-        ),
-    ),
-    "gc": (frozenset({"cluster"}), lambda ops, a: ops.gc(cluster=a.word("cluster"))),
-    "gc-plan": (frozenset({"cluster"}), lambda ops, a: ops.gc_plan(cluster=a.word("cluster"))),
-    "action": (
-        frozenset({"action_id"}),
-        lambda ops, a: ops.action(action_id=a.integer("action_id", maximum=MAX_ID)),
-    ),
-    "verify": (
-        frozenset({"cluster", "job_id", "read_data", "seq"}),
-        lambda ops, a: ops.verify(
-            cluster=a.word("cluster"),
-            job_id=a.integer("job_id", maximum=MAX_JOB_ID),
-            options=VerifyOptions(
-                read_data=a.flag("read_data"), seq=a.optional_integer("seq", maximum=MAX_ID)
-            ),
-        ),
-    ),
 }
 
 
@@ -229,7 +90,7 @@ class Api:
         try:
             credential = self.verify(body)
             caller = self.lookup(credential.uid, self.settings.admin.group)
-            op, args = _parse(credential.payload)
+            op, args = parse_request(credential.payload)
             result = self._run(caller, op, args)
             _log_done(caller, op, args)
             return Reply(200, {"result": wire.dump(result)})
@@ -253,10 +114,10 @@ class Api:
         if unknown:
             # repr: the names are the caller's text, and end up in the log.
             shown = ", ".join(sorted(repr(name[:40]) for name in unknown)[:5])
-            raise _bad(f"{op}: unknown arguments {shown}")
+            raise bad_request(f"{op}: unknown arguments {shown}")
         ops = Operations(self.catalog, self.settings, caller, self.clock)
         if op != "verify":
-            return run(ops, _Args(args))
+            return run(ops, Args(args))
         if not self._verifying.acquire(blocking=False):
             raise RequestError(
                 "the service is verifying other images; try again shortly",
@@ -264,7 +125,7 @@ class Api:
                 status=503,
             )
         try:
-            return run(ops, _Args(args))
+            return run(ops, Args(args))
         finally:
             self._verifying.release()
 
@@ -275,22 +136,6 @@ class Api:
         level = logging.WARNING if status in (400, 401, 403) else logging.INFO
         log.log(level, "api: %s by %s refused: %s", op, who, message)
         return Reply(status, _error(kind, message))
-
-
-def _parse(payload: bytes) -> tuple[str, Mapping[str, object]]:
-    try:
-        request = json.loads(payload)
-    except (ValueError, RecursionError):
-        raise _bad("the credential's payload is not JSON") from None
-    shape = 'the payload must be {"op": NAME, "args": {...}}'
-    if not isinstance(request, dict) or set(request) - {"op", "args"}:
-        raise _bad(shape)
-    op, args = request.get("op"), request.get("args", {})
-    if not isinstance(op, str) or op not in OPS:
-        raise _bad(f"{shape}, NAME one of {', '.join(OPS)}")
-    if not isinstance(args, dict):
-        raise _bad(shape)
-    return op, args
 
 
 def _log_done(caller: Caller, op: str, args: Mapping[str, object]) -> None:

@@ -29,6 +29,7 @@ from slurm_ckpt.errors import CatalogError, SlurmError
 from slurm_ckpt.service.actions import ActionRunner
 from slurm_ckpt.service.chaining import Chainer
 from slurm_ckpt.service.checkpoints import Checkpointer
+from slurm_ckpt.service.images import JobImages
 from slurm_ckpt.service.metrics import Health, Metrics
 from slurm_ckpt.service.schedule import Schedule
 from slurm_ckpt.service.sync import Syncer
@@ -50,6 +51,7 @@ class Service:
 
     catalog: Catalog
     checkpointer: Checkpointer
+    images: JobImages
     syncer: Syncer
     chainer: Chainer
     actions: ActionRunner
@@ -102,7 +104,7 @@ class Service:
         try:
             for job in self.catalog.jobs_with_checkpoints_in(CheckpointState.OBSOLETE):
                 try:
-                    self.checkpointer.delete_obsolete(job)
+                    self.images.delete_obsolete(job)
                 except CatalogError:
                     raise
                 except Exception as exc:

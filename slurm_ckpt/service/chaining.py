@@ -22,8 +22,8 @@ from typing import Protocol
 from slurm_ckpt.db.catalog import JobRecord
 from slurm_ckpt.db.states import CheckpointKind, EventKind
 from slurm_ckpt.errors import SlurmError
-from slurm_ckpt.service.checkpoints import Outcome, Sent
 from slurm_ckpt.service.policy import WalltimeChaining
+from slurm_ckpt.service.requests import Outcome, Sent
 from slurm_ckpt.slurm.base import JobInfo
 
 log = logging.getLogger(__name__)

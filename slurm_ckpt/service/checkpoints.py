@@ -7,79 +7,38 @@ Order of every checkpoint, each step durable before the next:
 3. the batch process gets SIGUSR1 (only it: the workload runs in its own session);
 4. the launcher's result file is read, the image's manifest verified, and the
    checkpoint becomes VALID or FAILED with the reason; no result by the
-   deadline is FAILED;
+   deadline is FAILED (and watched a while longer: late.py);
 5. the job's list of valid images is published (atomically) and retention
-   marks older images OBSOLETE; their files are deleted, then the rows DELETED.
+   marks older images OBSOLETE; their files are deleted, then the rows DELETED
+   (images.py).
+
+Here: the Checkpointer (request, collect, complete, adoption of the launcher's own
+final checkpoints). The words it shares with other modules are in requests.py.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, DumpResult, JobRecord
-from slurm_ckpt.db.retention import RetentionPolicy
-from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
-from slurm_ckpt.errors import (
-    CatalogConflict,
-    CatalogError,
-    CkptError,
-    IllegalTransition,
-    StoreError,
-)
-from slurm_ckpt.exchange import CheckpointRequest, ResultReply, images_list, read_result
+from slurm_ckpt.db.states import CheckpointKind, JobState
+from slurm_ckpt.errors import CatalogConflict, CatalogError, CkptError, IllegalTransition
+from slurm_ckpt.exchange import CheckpointRequest, ResultReply
+from slurm_ckpt.service.images import JobImages
+from slurm_ckpt.service.late import LateWatch
 from slurm_ckpt.service.policy import Admission, FailureTracker
+from slurm_ckpt.service.requests import InFlight, Outcome, Sent, gone
 from slurm_ckpt.slurm.base import SlurmAdapter
 from slurm_ckpt.store import untrusted
-from slurm_ckpt.store.checksum import ALGORITHM, hash_bytes
-from slurm_ckpt.store.jobfs import JobFiles, JobRef
+from slurm_ckpt.store.jobfs import JobFiles
 
 log = logging.getLogger(__name__)
 
-# A request failed at its deadline is still watched this many deadlines more: a
-# result that arrives late makes it VALID (its image verified) or gets its
-# folder removed, so no committed image ever contradicts the catalog.
-LATE_WATCH = 4
 MAX_ADOPTED = 3  # unrequested (final) checkpoints looked at per job and interruption
-
-
-class Sent(StrEnum):
-    """What became of an attempt to request a checkpoint."""
-
-    SENT = "sent"
-    BACKING_OFF = "backing off"  # recent failures: not before the back-off ends
-    ADMISSION_FULL = "admission full"  # too many dumps in flight: try again shortly
-    IN_FLIGHT = "in flight"  # this job already has one
-    FAILED = "failed"  # recorded as FAILED with the reason
-
-
-@dataclass(frozen=True)
-class InFlight:
-    job: JobRecord
-    checkpoint: CheckpointRecord  # its kind says why it was asked for
-    deadline: datetime
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one request, for metrics and callers."""
-
-    job: JobRecord
-    seq: int
-    valid: bool
-    detail: str
-    total_bytes: int = 0
-    dump_seconds: float = 0.0
-    freeze_seconds: float = 0.0
-    kind: CheckpointKind = CheckpointKind.PERIODIC
-    # False when another instance (or this one before a crash) had completed it:
-    # what follows a completion (a chained requeue) was done by whoever did.
-    recorded: bool = True
 
 
 @dataclass(eq=False)
@@ -87,31 +46,28 @@ class Checkpointer:
     """Sends checkpoint requests and collects their results.
 
     Every file operation in a job's folder goes through `files` (store.jobfs:
-    as the job's owner, bounded, with a time limit); everything read there is
-    hostile input. One job's bad file or stuck folder fails that job's
+    as the job's owner, bounded, with a time limit) or `images`; everything read
+    there is hostile input. One job's bad file or stuck folder fails that job's
     checkpoint only.
     """
 
     catalog: Catalog
     slurm: SlurmAdapter
     files: JobFiles
+    images: JobImages
     _: KW_ONLY
     admission: Admission
     failures: FailureTracker
     deadline: timedelta
-    retention: RetentionPolicy
     on_outcome: Callable[[Outcome], None] = lambda outcome: None
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     # One completer at a time: the collect task and the sync task both complete.
     _completing: threading.Lock = field(init=False, default_factory=threading.Lock)
     _in_flight: dict[int, InFlight] = field(init=False, default_factory=dict)  # by checkpoint id
-    # FAILED at their deadline, by checkpoint id.
-    _late: dict[int, InFlight] = field(init=False, default_factory=dict)
-    # Publishing, retention and deletion of one job take turns (see job_lock).
-    _job_locks: dict[int, threading.Lock] = field(init=False, default_factory=dict)
+    _late: LateWatch = field(init=False)  # FAILED at their deadline, still watched
 
-    def ref(self, job: JobRecord) -> JobRef:
-        return JobRef(job.user_name, job.slurm_job_id, job.uid)
+    def __post_init__(self) -> None:
+        self._late = LateWatch(self.catalog, self.images, deadline=self.deadline)
 
     def in_flight(self) -> list[InFlight]:
         with self._lock:
@@ -120,15 +76,6 @@ class Checkpointer:
     def busy(self, job_id: int) -> bool:
         with self._lock:
             return any(f.job.id == job_id for f in self._in_flight.values())
-
-    @contextmanager
-    def job_lock(self, job_id: int) -> Iterator[None]:
-        """Held while a job's image list is published or its images deleted, so
-        the list never names an image being deleted (store invariants, writer.py)."""
-        with self._lock:
-            lock = self._job_locks.setdefault(job_id, threading.Lock())
-        with lock:
-            yield
 
     # -- request ---------------------------------------------------------------
 
@@ -177,7 +124,7 @@ class Checkpointer:
             requested_at=flight.checkpoint.created_at,
         )
         # As the job's owner, into the owner's own folder (refused when it is not).
-        self.files.write_request(self.ref(flight.job), request.to_json())
+        self.files.write_request(self.images.ref(flight.job), request.to_json())
         self.slurm.signal_batch(flight.job.slurm_job_id, "USR1")
 
     # -- collect ---------------------------------------------------------------
@@ -193,7 +140,7 @@ class Checkpointer:
         with self._lock:
             self._in_flight[checkpoint.id] = flight
         self.admission.try_acquire(job.id, str(self.files.store_root))
-        if self._reply(flight.job, checkpoint.seq) is None:
+        if self.images.reply(flight.job, checkpoint.seq) is None:
             try:
                 self._send(flight)
             except (CkptError, OSError) as exc:
@@ -221,11 +168,11 @@ class Checkpointer:
                 )
             if outcome is not None:
                 outcomes.append(outcome)
-        self._collect_late(now)
+        self._late.collect(now)
         return outcomes
 
     def _collect_one(self, flight: InFlight, now: datetime) -> Outcome | None:
-        reply = self._reply(flight.job, flight.checkpoint.seq)
+        reply = self.images.reply(flight.job, flight.checkpoint.seq)
         if reply is not None:
             return self._complete(flight, reply, now)
         if now >= flight.deadline:
@@ -235,8 +182,7 @@ class Checkpointer:
                 valid=False,
                 detail=f"no result within {self.deadline.total_seconds():.0f}s",
             )
-            with self._lock:
-                self._late[flight.checkpoint.id] = flight
+            self._late.watch(flight)
             return outcome
         return None
 
@@ -246,103 +192,22 @@ class Checkpointer:
         with self._completing:
             outcomes = self._collect(now)
             for flight in self.in_flight():
-                reason = _gone(flight, running)
+                reason = gone(flight, running)
                 if reason is not None:
                     outcomes.append(self._finish(flight, now, valid=False, detail=reason))
-            with self._lock:
-                late = list(self._late.items())
-            for checkpoint_id, flight in late:
-                if _gone(flight, running) is not None:
-                    with self._lock:
-                        self._late.pop(checkpoint_id, None)
+            self._late.drop_gone(running)
             return outcomes
-
-    def _reply(self, job: JobRecord, seq: int) -> ResultReply | None:
-        """The launcher's answer to request `seq`; None while there is none (or its
-        folder is stuck: the deadline then decides)."""
-        try:
-            doc = self.files.read_result(self.ref(job), seq)
-        except untrusted.Untrusted as exc:
-            return ResultReply(False, f"unreadable result file: {untrusted.text(exc, 200)}")
-        except StoreError as exc:
-            log.warning("job %d: result %d not read: %s", job.slurm_job_id, seq, exc)
-            return None
-        return None if doc is None else read_result(doc, seq)
 
     def _complete(self, flight: InFlight, reply: ResultReply, now: datetime) -> Outcome:
         if not reply.ok:
             return self._finish(flight, now, valid=False, detail=reply.error)
         try:
-            dump = self.examine(flight.job, flight.checkpoint.seq)
+            dump = self.images.examine(flight.job, flight.checkpoint.seq)
         except (CkptError, OSError) as exc:
             return self._finish(
                 flight, now, valid=False, detail=f"image refused: {untrusted.text(exc, 500)}"
             )
         return self._finish(flight, now, valid=True, detail="", dump=dump)
-
-    def examine(self, job: JobRecord, seq: int) -> DumpResult:
-        """Check a committed image's structure and owner. Raises StoreError."""
-        # Structure only: the launcher hashed it a moment ago; restores re-hash.
-        manifest, raw = self.files.verify(self.ref(job), seq)
-        path = self.files.jobdir(self.ref(job)).checkpoint(seq)
-        if manifest.uid != job.uid or manifest.job_id != job.slurm_job_id:
-            raise StoreError(f"manifest of {path} names uid {manifest.uid}, job {manifest.job_id}")
-        return DumpResult(
-            store_path=str(path),
-            total_bytes=manifest.total_size,
-            file_count=len(manifest.files),
-            dump_seconds=manifest.dump_seconds,
-            freeze_seconds=manifest.freeze_seconds,
-            criu_version=manifest.criu_version,
-            # The bytes verified, never the path read again: it may have been swapped.
-            manifest_checksum=f"{ALGORITHM}:{hash_bytes(raw)}",
-        )
-
-    def _collect_late(self, now: datetime) -> None:
-        """Settle requests FAILED at their deadline whose result came after all."""
-        with self._lock:
-            late = list(self._late.items())
-        for checkpoint_id, flight in late:
-            try:
-                settled = self._settle_late(flight, now)
-            except CatalogError:
-                raise
-            except Exception:
-                log.exception("job %d: late result not settled", flight.job.slurm_job_id)
-                settled = True
-            if settled or now >= flight.deadline + LATE_WATCH * self.deadline:
-                with self._lock:
-                    self._late.pop(checkpoint_id, None)
-
-    def _settle_late(self, flight: InFlight, now: datetime) -> bool:
-        """True once the late request is settled (VALID, or its image removed)."""
-        job, seq = flight.job, flight.checkpoint.seq
-        reply = self._reply(job, seq)
-        if reply is None:
-            return False
-        if reply.ok:
-            try:
-                dump = self.examine(job, seq)
-                self.catalog.mark_valid(flight.checkpoint.id, dump, now)
-            except (CkptError, OSError) as exc:
-                if isinstance(exc, CatalogError) and not isinstance(exc, IllegalTransition):
-                    raise
-                log.warning("job %d: late checkpoint %d not kept: %s", job.slurm_job_id, seq, exc)
-            else:
-                self.catalog.record_event(
-                    job.id,
-                    EventKind.LATE_CHECKPOINT,
-                    now,
-                    detail=f"checkpoint {seq} answered after its deadline: VALID",
-                    checkpoint_seq=seq,
-                )
-                log.info("job %d: late checkpoint %d VALID", job.slurm_job_id, seq)
-                self._after_valid(job, now)
-                return True
-        # Not usable: its folder must not outlive the FAILED row.
-        with self.job_lock(job.id):
-            self.files.delete_checkpoint(self.ref(job), seq)
-        return True
 
     def interrupted(self, job: JobRecord, now: datetime) -> None:
         """A job stopped running or was requeued: its launcher may have taken a final
@@ -370,17 +235,17 @@ class Checkpointer:
 
     def _adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
         known = {c.seq for c in self.catalog.checkpoints(job.id)}
-        unknown = [s for s in self.files.committed_seqs(self.ref(job)) if s not in known]
+        unknown = [s for s in self.files.committed_seqs(self.images.ref(job)) if s not in known]
         adopted = []
         # A launcher takes one final checkpoint per stop; more is a planted pile.
         for seq in unknown[-MAX_ADOPTED:]:
             if self.busy(job.id):
                 continue
-            reply = self._reply(job, seq)
+            reply = self.images.reply(job, seq)
             if reply is None or not reply.ok:
                 continue
             try:
-                dump = self.examine(job, seq)
+                dump = self.images.examine(job, seq)
                 self.catalog.adopt_checkpoint(job.id, seq, dump, now)
             except (CkptError, OSError) as exc:
                 if isinstance(exc, CatalogError) and not isinstance(exc, CatalogConflict):
@@ -392,7 +257,7 @@ class Checkpointer:
             adopted.append(seq)
             log.info("job %d: adopted final checkpoint %d", job.slurm_job_id, seq)
         if adopted:
-            self.publish(job)
+            self.images.publish(job)
         return adopted
 
     def _finish(
@@ -428,7 +293,7 @@ class Checkpointer:
         if valid:
             self.failures.succeeded(job.id)
             log.info("job %d: checkpoint %d VALID", job.slurm_job_id, checkpoint.seq)
-            self._after_valid(job, now)
+            self.images.after_valid(job, now)
         else:
             state = self.failures.failed(job.id, now)
             log.warning(
@@ -455,66 +320,8 @@ class Checkpointer:
         self.on_outcome(outcome)
         return outcome
 
-    def _after_valid(self, job: JobRecord, now: datetime) -> None:
-        try:
-            self.publish(job)
-            self.apply_retention(job, now)
-        except Exception as exc:
-            if isinstance(exc, CatalogError):
-                raise
-            # Retried after the next success; the newest image is listed either way
-            # once a publish goes through.
-            log.error("job %d: images not published or pruned: %s", job.slurm_job_id, exc)
-
-    # -- images ----------------------------------------------------------------
-
-    def publish(self, job: JobRecord) -> None:
-        """Write the list of valid images the launcher restores from, newest first."""
-        with self.job_lock(job.id):
-            self._publish(job)
-
-    def _publish(self, job: JobRecord) -> None:
-        seqs = [c.seq for c in self.catalog.valid_checkpoints(job.id)]
-        self.files.publish(self.ref(job), images_list(job.slurm_job_id, seqs))
-
-    def apply_retention(self, job: JobRecord, now: datetime) -> None:
-        """Mark, publish, delete: a listed image is never deleted."""
-        with self.job_lock(job.id):
-            decided = self.catalog.apply_retention(job.id, self.retention, now)
-            if decided.obsolete:
-                self._publish(job)
-                self._delete(job, list(decided.obsolete))
-
-    def delete_obsolete(self, job: JobRecord) -> None:
-        """Finish deletions a crash interrupted: publish first (the list may still
-        name an OBSOLETE image), then delete."""
-        with self.job_lock(job.id):
-            obsolete = self.catalog.checkpoints(job.id, states=[CheckpointState.OBSOLETE])
-            if not obsolete:
-                return
-            if self.files.exists(self.ref(job)):
-                self._publish(job)
-            # A folder that is gone took its images with it: they are deleted too.
-            self._delete(job, obsolete)
-
-    def _delete(self, job: JobRecord, checkpoints: list[CheckpointRecord]) -> None:
-        for checkpoint in checkpoints:
-            if self.files.delete_checkpoint(self.ref(job), checkpoint.seq):
-                self.catalog.mark_deleted(checkpoint.id)
-
     def clean_staging(self, job: JobRecord) -> None:
         """Remove leftovers of dumps cut off by a crash; only when none is in flight."""
         if self.busy(job.id):
             return
-        for removed in self.files.clean_staging(self.ref(job)):
-            log.info("job %d: removed unfinished dump staging/%s", job.slurm_job_id, removed)
-
-
-def _gone(flight: InFlight, running: dict[int, JobRecord]) -> str | None:
-    """Why no launcher will answer `flight` any more, or None while one may."""
-    job = running.get(flight.job.id)
-    if job is None:
-        return "the job stopped running before it answered"
-    if job.restart_count != flight.checkpoint.job_restart_count:
-        return f"the job was requeued (restart {job.restart_count}) before it answered"
-    return None
+        self.images.clean_staging(job)

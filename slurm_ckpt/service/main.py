@@ -28,10 +28,12 @@ from slurm_ckpt.service.actions import ActionRunner
 from slurm_ckpt.service.api import Api, ApiServer
 from slurm_ckpt.service.app import Service, utcnow
 from slurm_ckpt.service.chaining import Chainer
-from slurm_ckpt.service.checkpoints import Checkpointer, Outcome
+from slurm_ckpt.service.checkpoints import Checkpointer
 from slurm_ckpt.service.eligibility import CriuGroup
+from slurm_ckpt.service.images import JobImages
 from slurm_ckpt.service.metrics import Metrics, MetricsServer
 from slurm_ckpt.service.policy import Admission, FailureTracker, RequeuePolicy, WalltimeChaining
+from slurm_ckpt.service.requests import Outcome
 from slurm_ckpt.service.schedule import Schedule
 from slurm_ckpt.service.sync import Syncer
 from slurm_ckpt.slurm import registry
@@ -120,14 +122,15 @@ def compose(
     metrics = metrics or Metrics()
     files = shared_job_files(settings.paths.store_root, svc.store_timeout)
     listeners: list[Callable[[Outcome], None]] = [metrics.checkpoint_finished]
+    images = JobImages(catalog, files, retention=settings.retention.policy)
     checkpointer = Checkpointer(
         catalog,
         slurm,
         files,
+        images,
         admission=Admission(svc.max_concurrent_checkpoints, svc.max_checkpoints_per_store),
         failures=FailureTracker(svc.failure_backoff, svc.failure_backoff_max, svc.give_up_after),
         deadline=svc.checkpoint_deadline,
-        retention=settings.retention.policy,
         on_outcome=_fan_out(listeners),
     )
     requeue = settings.requeue
@@ -161,7 +164,7 @@ def compose(
         catalog,
         slurm,
         schedule,
-        checkpointer,
+        images,
         cluster=cluster,
         clock=clock,
         stopped=schedule.stopped,
@@ -170,6 +173,7 @@ def compose(
     return Service(
         catalog=catalog,
         checkpointer=checkpointer,
+        images=images,
         syncer=syncer,
         chainer=chainer,
         actions=actions,

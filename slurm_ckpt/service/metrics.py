@@ -23,8 +23,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from slurm_ckpt.service.checkpoints import Outcome
 from slurm_ckpt.service.httpd import BackgroundServer, BoundedServer
+from slurm_ckpt.service.requests import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slurm_ckpt.db.catalog import Catalog, JobRecord
 from slurm_ckpt.db.states import CheckpointKind
 from slurm_ckpt.errors import CkptError
-from slurm_ckpt.service.checkpoints import Checkpointer, InFlight, Sent
+from slurm_ckpt.service.checkpoints import Checkpointer
 from slurm_ckpt.service.metrics import Metrics
 from slurm_ckpt.service.policy import first_due, jitter_seconds
+from slurm_ckpt.service.requests import InFlight, Sent
 from slurm_ckpt.slurm.base import JobInfo
 
 log = logging.getLogger(__name__)

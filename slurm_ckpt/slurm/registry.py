@@ -8,14 +8,26 @@ tests (slurm/fake.py) is not registered: tests build it themselves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import Protocol
 
 from slurm_ckpt.errors import SlurmBackendUnavailable
 from slurm_ckpt.registry import Entry, Registry
 from slurm_ckpt.slurm.base import SlurmAdapter
 
-if TYPE_CHECKING:  # config reads the names registered here
-    from slurm_ckpt.config import SlurmSettings
+
+class SlurmSettings(Protocol):
+    """What the adapters are built from: `[slurm]` of the configuration (config
+    takes its adapter names from here, so this module does not import config)."""
+
+    @property
+    def command_timeout(self) -> timedelta: ...
+
+    @property
+    def max_attempts(self) -> int: ...
+
+    @property
+    def retry_delay(self) -> timedelta: ...
 
 
 def _cli_arguments(settings: SlurmSettings) -> Mapping[str, object]:

@@ -13,13 +13,13 @@ root. Each operation:
   operation got stuck is quarantined: its next operations fail at once until
   the stuck one returns, so one hostile folder holds at most one thread.
 
-Paths are built from JobDir (the layout) and never from anything read.
+Paths are built from JobDir (the layout) and never from anything read. The
+descriptor-level listing and removal below a job's folder are in fdwalk.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
 import re
@@ -32,19 +32,16 @@ from typing import Any, TypeVar
 
 from slurm_ckpt.errors import ImageCorrupt, StoreError
 from slurm_ckpt.exchange import MAX_MESSAGE_BYTES
-from slurm_ckpt.store import layout, untrusted
+from slurm_ckpt.store import fdwalk, layout, untrusted
 from slurm_ckpt.store.atomic import write_atomic_at
+from slurm_ckpt.store.folders import ensure_user_dir, open_root
 from slurm_ckpt.store.identity import StoreTimeout, owner_of, run_as
-from slurm_ckpt.store.layout import JobDir, ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.manifest import Manifest
 from slurm_ckpt.store.verify import verify_checkpoint_fd
 
 T = TypeVar("T")
 
-MAX_LISTED = 100_000  # entries looked at in one folder
-MAX_REMOVED = 1_000_000  # entries one removal may take out (an image has a few dozen)
-MAX_DEPTH = 64  # folder depth one removal follows (images are flat)
-_WALK_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 DATA_TIMEOUT = 3600.0  # seconds for re-hashing a whole image (ckpt-admin verify --read-data)
 _SEQ_RE = re.compile(r"[0-9]{6}")
 
@@ -175,7 +172,7 @@ class JobFiles:
         def op(checkpoints: int) -> list[int]:
             return sorted(
                 int(e.name)
-                for e in _entries(checkpoints)
+                for e in fdwalk.list_entries(checkpoints)
                 if _SEQ_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
             )
 
@@ -186,9 +183,9 @@ class JobFiles:
         name = layout.seq_name(seq)
 
         def op(checkpoints: int) -> bool:
-            _remove(checkpoints, name)
+            fdwalk.remove(checkpoints, name)
             os.fsync(checkpoints)
-            return not _lexists(checkpoints, name)
+            return not fdwalk.lexists(checkpoints, name)
 
         return self._run_in(job, layout.CHECKPOINTS, f"delete checkpoint {seq}", op, missing=True)
 
@@ -196,9 +193,9 @@ class JobFiles:
         """Remove everything in staging/ (call only while no dump runs); the names removed."""
 
         def op(staging: int) -> list[str]:
-            removed = [e.name for e in _entries(staging)]
+            removed = [e.name for e in fdwalk.list_entries(staging)]
             for name in removed:
-                _remove(staging, name)
+                fdwalk.remove(staging, name)
             if removed:
                 os.fsync(staging)
             return removed
@@ -272,7 +269,7 @@ class _Folder:
     @contextlib.contextmanager
     def open(cls, root: Path, job: JobRef, where: Path) -> Iterator[_Folder | None]:
         """The job's folder, reached root -> user -> job, each step the owner's own."""
-        root_fd = layout.open_root(root, problem=f"is not reachable as uid {job.uid}")
+        root_fd = open_root(root, problem=f"is not reachable as uid {job.uid}")
         try:
             user_fd = untrusted.open_dir(root_fd, job.user, owner=job.uid)
         finally:
@@ -310,82 +307,3 @@ class _Folder:
                 return None
             data = untrusted.read_file(fd, name, MAX_MESSAGE_BYTES, owner=self.uid)
         return None if data is None else untrusted.loads(data, f"{folder}/{name}")
-
-
-def _entries(dir_fd: int) -> list[os.DirEntry[str]]:
-    entries = []
-    with os.scandir(dir_fd) as it:
-        for entry in it:
-            entries.append(entry)
-            if len(entries) > MAX_LISTED:
-                raise untrusted.Untrusted(f"more than {MAX_LISTED} entries in one folder")
-    return sorted(entries, key=lambda e: e.name)
-
-
-def _remove(dir_fd: int, name: str) -> None:
-    """Remove `name` in `dir_fd`, a folder tree or anything else, never following a
-    link and never blocking: every folder is opened O_DIRECTORY | O_NOFOLLOW |
-    O_NONBLOCK (a FIFO swapped in for a folder is refused, not waited on). An
-    explicit stack, not recursion, with caps on depth and entries: a user's tree
-    of any shape costs a bounded amount and raises Untrusted past it."""
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        pass
-    # (folder fd, name of the folder in it, its own fd) from the top down.
-    stack: list[tuple[int, str, int]] = []
-    seen = 0
-    try:
-        stack.append((dir_fd, name, _open_subdir(dir_fd, name)))
-        while stack:
-            parent, folder_name, fd = stack[-1]
-            child = _next_entry(fd)
-            if child is None:  # empty now: remove it, go back up
-                stack.pop()
-                os.close(fd)
-                with contextlib.suppress(FileNotFoundError):
-                    os.rmdir(folder_name, dir_fd=parent)
-                continue
-            seen += 1
-            if seen > MAX_REMOVED:
-                raise untrusted.Untrusted(f"more than {MAX_REMOVED} entries to remove")
-            try:
-                os.unlink(child, dir_fd=fd)
-            except FileNotFoundError:
-                pass
-            except IsADirectoryError:
-                if len(stack) >= MAX_DEPTH:
-                    raise untrusted.Untrusted(f"folders nested deeper than {MAX_DEPTH}") from None
-                stack.append((fd, child, _open_subdir(fd, child)))
-    finally:
-        for _, _, fd in stack:
-            os.close(fd)
-
-
-def _open_subdir(dir_fd: int, name: str) -> int:
-    try:
-        return os.open(name, _WALK_FLAGS, dir_fd=dir_fd)
-    except OSError as err:
-        if err.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise untrusted.Untrusted(f"{name[:80]} changed while being removed") from err
-        raise
-
-
-def _next_entry(dir_fd: int) -> str | None:
-    """One name in the folder, or None when it is empty (listing from the start each
-    time: the folder shrinks as we go)."""
-    with os.scandir(dir_fd) as it:
-        for entry in it:
-            return entry.name
-    return None
-
-
-def _lexists(dir_fd: int, name: str) -> bool:
-    try:
-        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True

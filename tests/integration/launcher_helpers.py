@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from slurm_ckpt.dump.criu import tree_pids
-from slurm_ckpt.store.layout import JobDir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 
 LAUNCHER = (
     Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt")) / "venv/bin/slurm-ckpt-launch"

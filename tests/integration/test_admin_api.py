@@ -42,7 +42,7 @@ from slurm_ckpt.service import api as api_module
 from slurm_ckpt.service.api import Api, ApiServer
 from slurm_ckpt.service.ops import JobQuery
 from slurm_ckpt.store.checksum import hash_file
-from slurm_ckpt.store.layout import ensure_job_dir
+from slurm_ckpt.store.folders import ensure_job_dir
 from slurm_ckpt.store.manifest import MANIFEST_NAME
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
 

@@ -175,7 +175,8 @@ def test_without_roots_dac_capabilities_only_the_owners_identity_works(
 
 def test_the_service_makes_a_users_folder_without_roots_dac_capabilities(store: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from slurm_ckpt.store.layout import ensure_user_dir;"
+        "import sys; from pathlib import Path;"
+        "from slurm_ckpt.store.folders import ensure_user_dir;"
         "root, uid, gid = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]);"
         "ensure_user_dir(root, 'ckpt-new', uid, gid); ensure_user_dir(root, 'ckpt-new', uid, gid)"
     )

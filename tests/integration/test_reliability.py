@@ -22,7 +22,8 @@ from slurm_ckpt.db import migrate
 from slurm_ckpt.db.catalog import Catalog, CheckpointRecord
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import CheckpointState, EventKind
-from slurm_ckpt.store.layout import JobDir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import verify_checkpoint
 
 from .launcher_helpers import wait_until

@@ -23,7 +23,8 @@ from slurm_ckpt.service.app import Service
 from slurm_ckpt.service.main import compose
 from slurm_ckpt.slurm.base import JobInfo
 from slurm_ckpt.slurm.fake import FakeSlurm
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_job_dir, ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # the fake clock's first reading
 USER = "alice"  # every fake job is this user's, with the uid running the tests

@@ -18,7 +18,8 @@ from slurm_ckpt.db.catalog import ActionRecord, Catalog, DumpResult, NewJob
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import ActionKind, ActionState, JobState
 from slurm_ckpt.store.checksum import hash_file
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.folders import ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.manifest import MANIFEST_NAME
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
 

@@ -15,9 +15,9 @@ import pytest
 from slurm_ckpt.db.catalog import ActionRecord, DumpResult
 from slurm_ckpt.db.checkpoints import move
 from slurm_ckpt.db.states import ActionKind, ActionState, CheckpointKind, CheckpointState, EventKind
-from slurm_ckpt.errors import SlurmRejected
+from slurm_ckpt.errors import CatalogUnavailable, SlurmRejected
 from slurm_ckpt.service.actions import RESTARTED
-from slurm_ckpt.service.checkpoints import Outcome
+from slurm_ckpt.service.requests import Outcome
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images
@@ -366,6 +366,31 @@ def test_drain_leaves_a_job_that_cannot_be_checkpointed_running(world: World) ->
     assert "Connected TCP socket" in failed.detail
     assert world.slurm.requeues == [217]
     assert world.slurm.nodes["node1"].reason == "drained by alice (ckpt-admin)"
+
+
+def test_a_drain_planned_while_the_catalog_is_away_is_planned_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.job(230)
+    world.service.sync()
+    action = world.submit(K.DRAIN, node="node1")
+    real = world.catalog.jobs_for_sync
+    calls = []
+
+    def away_once(cluster: str, ids: object) -> object:
+        calls.append(cluster)
+        if len(calls) == 1:
+            raise CatalogUnavailable("catalog unreachable")
+        return real(cluster, ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.catalog, "jobs_for_sync", away_once)
+    world.tick()
+    assert world.action(action).state == A.RUNNING  # not "no checkpointed job was running"
+    world.tick(3)
+
+    done = world.action(action)
+    assert done.state == A.DONE and "1 of 1 jobs moved" in done.detail, done
+    assert world.slurm.requeues == [230]
 
 
 def test_drain_of_an_empty_node_is_done_at_once(world: World) -> None:

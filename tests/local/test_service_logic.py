@@ -16,7 +16,7 @@ import pytest
 
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import CatalogUnavailable
-from slurm_ckpt.service.checkpoints import Sent
+from slurm_ckpt.service.requests import Sent
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import published_images

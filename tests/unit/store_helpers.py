@@ -6,7 +6,8 @@ import os
 import pwd
 from pathlib import Path
 
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir, ensure_user_dir
+from slurm_ckpt.store.folders import ensure_job_dir, ensure_user_dir
+from slurm_ckpt.store.layout import JobDir
 
 # Whoever runs the tests owns the jobs of these stores.
 ME = pwd.getpwuid(os.geteuid()).pw_name

@@ -14,7 +14,9 @@ import pytest
 
 from slurm_ckpt import proc
 from slurm_ckpt.cli import doctor, humanize
-from slurm_ckpt.cli.doctor import CheckResult
+from slurm_ckpt.cli.checks import criu
+from slurm_ckpt.cli.checks import store as store_checks
+from slurm_ckpt.cli.checks.base import CheckResult
 from slurm_ckpt.config import Settings, load_settings
 
 GROUP, GID = "ckpt-criu-test", 4242
@@ -34,23 +36,23 @@ def caps(permitted: int, inheritable: int = 0, effective: bool = True) -> bytes:
 
 def test_file_caps_of_the_criu_copy_decode_to_cap_checkpoint_restore() -> None:
     # The bytes getxattr returns for `setcap cap_checkpoint_restore=ep`.
-    parsed = doctor.parse_file_caps(bytes.fromhex("0100000200000000000000000001000000000000"))
-    assert parsed == doctor.FileCaps(frozenset({40}), frozenset(), True)
-    ptrace = doctor.parse_file_caps(caps((1 << 40) | (1 << 19)))
+    parsed = criu.parse_file_caps(bytes.fromhex("0100000200000000000000000001000000000000"))
+    assert parsed == criu.FileCaps(frozenset({40}), frozenset(), True)
+    ptrace = criu.parse_file_caps(caps((1 << 40) | (1 << 19)))
     assert ptrace.permitted == {19, 40}
 
 
 def test_file_caps_refuse_garbage() -> None:
     with pytest.raises(ValueError, match="too short"):
-        doctor.parse_file_caps(b"\x01\x00")
+        criu.parse_file_caps(b"\x01\x00")
     with pytest.raises(ValueError, match="revision"):
-        doctor.parse_file_caps(b"\x00" * 20)
+        criu.parse_file_caps(b"\x00" * 20)
 
 
 def test_criu_version_is_read_from_its_output() -> None:
-    assert doctor.criu_version("Version: 4.2.1\n") == (4, 2, 1)
-    assert doctor.criu_version("Version: 3.17\nGitID: v3.17\n") == (3, 17)
-    assert doctor.criu_version("criu: command not found") is None
+    assert criu.criu_version("Version: 4.2.1\n") == (4, 2, 1)
+    assert criu.criu_version("Version: 3.17\nGitID: v3.17\n") == (3, 17)
+    assert criu.criu_version("criu: command not found") is None
 
 
 @pytest.mark.parametrize(
@@ -59,7 +61,7 @@ def test_criu_version_is_read_from_its_output() -> None:
 def test_pid_max_check_wants_the_64_bit_maximum(tmp_path: Path, text: str, ok: bool) -> None:
     path = tmp_path / "pid_max"
     path.write_text(text)
-    result = doctor.check_pid_max(load_settings(env={}, path=_empty(tmp_path)), path)
+    result = criu.check_pid_max(load_settings(env={}, path=_empty(tmp_path)), path)
     assert result.ok is ok, result
     assert ok or "sysctl -w kernel.pid_max=4194304" in result.fix
 
@@ -69,7 +71,7 @@ def test_store_root_check_fails_with_its_fix(tmp_path: Path) -> None:
     settings = load_settings(
         env={"SLURM_CKPT_PATHS_STORE_ROOT": str(missing)}, path=_empty(tmp_path)
     )
-    result = doctor.check_store_root(settings)
+    result = store_checks.check_store_root(settings)
     assert not result.ok and result.detail == f"{missing} does not exist"
     assert result.fix == f"install -d -o root -m 0711 {missing} (on a filesystem every node sees)"
 
@@ -92,7 +94,7 @@ def _store_root_as(
 
     monkeypatch.setattr(os, "lstat", lstat)
     settings = load_settings(env={"SLURM_CKPT_PATHS_STORE_ROOT": str(root)}, path=_empty(tmp_path))
-    return doctor.check_store_root(settings)
+    return store_checks.check_store_root(settings)
 
 
 @pytest.mark.parametrize("mode", [0o711, 0o755])
@@ -121,7 +123,7 @@ def test_capability_check_fails_on_a_file_without_one(tmp_path: Path) -> None:
     plain = tmp_path / "criu-copy"
     plain.write_bytes(b"\x7fELF")
     settings = load_settings(env={"SLURM_CKPT_CRIU_BINARY": str(plain)}, path=_empty(tmp_path))
-    result = doctor.check_criu_capability(settings)
+    result = criu.check_criu_capability(settings)
     assert not result.ok and "carries no file capability" in result.detail
     assert result.fix.endswith(f"setcap cap_checkpoint_restore=ep {plain}")
 
@@ -144,7 +146,7 @@ def fake_criu_copy(
 
     def getxattr(path: Any, attribute: Any, *args: Any, **kwargs: Any) -> bytes:
         if Path(path) == binary and attribute == "security.capability":
-            return caps(1 << doctor.CAP_CHECKPOINT_RESTORE)
+            return caps(1 << criu.CAP_CHECKPOINT_RESTORE)
         return real_getxattr(path, attribute, *args, **kwargs)
 
     monkeypatch.setattr(os, "lstat", lstat)
@@ -153,7 +155,7 @@ def fake_criu_copy(
 
 @pytest.fixture
 def group_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "group_gid", lambda name: GID if name == GROUP else None)
+    monkeypatch.setattr(criu, "group_gid", lambda name: GID if name == GROUP else None)
 
 
 @pytest.mark.usefixtures("group_exists")
@@ -163,7 +165,7 @@ def test_capability_check_wants_root_and_the_group_with_mode_0750(
     binary = tmp_path / "criu-unpriv"
     settings = criu_settings(tmp_path, binary)
     fake_criu_copy(monkeypatch, binary, uid=0, gid=GID, mode=0o750)
-    result = doctor.check_criu_capability(settings)
+    result = criu.check_criu_capability(settings)
     assert result.ok, result.detail
     assert (
         result.detail == f"{binary}: root:{GROUP} 0750, cap_checkpoint_restore=ep and nothing more"
@@ -171,7 +173,7 @@ def test_capability_check_wants_root_and_the_group_with_mode_0750(
 
     # Executable by everyone, as before groups: anyone could choose PIDs with it.
     fake_criu_copy(monkeypatch, binary, uid=0, gid=0, mode=0o755)
-    result = doctor.check_criu_capability(settings)
+    result = criu.check_criu_capability(settings)
     assert not result.ok
     assert result.detail == f"{binary}: owner 0:0 mode 0755, want root:{GROUP} 0750"
     # chown clears file capabilities, so the fix sets the capability last.
@@ -186,7 +188,7 @@ def test_capability_check_fails_when_the_group_is_missing(
 ) -> None:
     binary = tmp_path / "criu-unpriv"
     fake_criu_copy(monkeypatch, binary, uid=0, gid=GID, mode=0o750)
-    result = doctor.check_criu_capability(criu_settings(tmp_path, binary, "no-such-group-x"))
+    result = criu.check_criu_capability(criu_settings(tmp_path, binary, "no-such-group-x"))
     assert not result.ok and "group no-such-group-x does not exist" in result.detail
 
 
@@ -194,7 +196,7 @@ def test_group_check_names_the_group_and_nothing_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     binary = tmp_path / "criu-unpriv"
-    missing = doctor.check_criu_group(criu_settings(tmp_path, binary, "no-such-group-x"))
+    missing = criu.check_criu_group(criu_settings(tmp_path, binary, "no-such-group-x"))
     assert missing.name == "criu-group" and not missing.ok
     assert missing.detail == "group no-such-group-x does not exist"
     assert missing.fix.startswith("groupadd --system no-such-group-x ")
@@ -203,8 +205,8 @@ def test_group_check_names_the_group_and_nothing_private(
         f"setcap cap_checkpoint_restore=ep {binary}"
     )
 
-    monkeypatch.setattr(doctor, "group_gid", lambda name: GID if name == GROUP else None)
-    found = doctor.check_criu_group(criu_settings(tmp_path, binary))
+    monkeypatch.setattr(criu, "group_gid", lambda name: GID if name == GROUP else None)
+    found = criu.check_criu_group(criu_settings(tmp_path, binary))
     # Who is in it is not every reader's business: no member is named.
     assert found.ok and found.detail == f"group {GROUP} exists (gid {GID})"
 
@@ -227,7 +229,7 @@ def test_unprivileged_check_runs_as_nobody_with_the_group(
 ) -> None:
     binary = tmp_path / "criu-unpriv"
     runs = recorded_runs(monkeypatch)
-    result = doctor.check_criu_unprivileged(criu_settings(tmp_path, binary))
+    result = criu.check_criu_unprivileged(criu_settings(tmp_path, binary))
     nobody = pwd.getpwnam("nobody")
     assert runs == [
         [
@@ -248,7 +250,7 @@ def test_unprivileged_check_without_the_group_runs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = recorded_runs(monkeypatch)
-    result = doctor.check_criu_unprivileged(
+    result = criu.check_criu_unprivileged(
         criu_settings(tmp_path, tmp_path / "criu-unpriv", "no-such-group-x")
     )
     assert runs == [] and not result.ok
@@ -256,13 +258,13 @@ def test_unprivileged_check_without_the_group_runs_nothing(
 
 
 def test_doctor_runs_the_group_check() -> None:
-    assert doctor.check_criu_group in doctor.CHECKS
+    assert criu.check_criu_group in doctor.CHECKS
 
 
 def test_a_crashing_check_is_reported_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(settings: object) -> doctor.CheckResult:
+    def broken(settings: object) -> CheckResult:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(doctor, "CHECKS", (broken,))

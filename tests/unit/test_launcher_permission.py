@@ -17,7 +17,7 @@ import pytest
 from slurm_ckpt.config import get_settings
 from slurm_ckpt.launcher import permission
 from slurm_ckpt.launcher.permission import Access, NotPermitted
-from slurm_ckpt.store import layout
+from slurm_ckpt.store import folders, layout
 
 BINARY = Path("/opt/slurm-ckpt/bin/criu-unpriv")
 GROUP = "slurm-ckpt-criu"
@@ -98,7 +98,7 @@ def launcher_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.setenv("SLURM_CKPT_PATHS_STORE_ROOT", str(tmp_path))
     monkeypatch.setenv("SLURM_CKPT_CRIU_BINARY", str(BINARY))
     monkeypatch.setattr(
-        layout, "ensure_job_dir", lambda root, user, job: layout.JobDir(root, user, job)
+        folders, "ensure_job_dir", lambda root, user, job: layout.JobDir(root, user, job)
     )
     monkeypatch.setattr(main, "_log_to", lambda path: None)
     get_settings.cache_clear()

@@ -11,9 +11,11 @@ from pathlib import Path
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.dump.fake import FAKE_IMAGE, FakeDumper
 from slurm_ckpt.exchange import Attempt
-from slurm_ckpt.launcher.session import Job, Session, process_age
+from slurm_ckpt.launcher.restore import process_age
+from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.store import writer
-from slurm_ckpt.store.layout import JobDir, ensure_job_dir
+from slurm_ckpt.store.folders import ensure_job_dir
+from slurm_ckpt.store.layout import JobDir
 from slurm_ckpt.store.verify import write_published_images
 
 FREE_PID = 10_000_000  # above any pid_max: never in use

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.errors import ImageCorrupt, StoreError
-from slurm_ckpt.store import jobfs, untrusted
+from slurm_ckpt.store import fdwalk, jobfs, untrusted
 from slurm_ckpt.store.identity import StoreTimeout
 from slurm_ckpt.store.jobfs import JobFiles, JobRef
 from slurm_ckpt.store.layout import JobDir
@@ -181,17 +181,17 @@ def test_a_stuck_operation_times_out_and_quarantines_only_its_job(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     release = threading.Event()
-    real_entries = jobfs._entries
+    real_entries = fdwalk.list_entries
 
     def stuck(dir_fd: int) -> list[os.DirEntry[str]]:
         release.wait(10)
         return real_entries(dir_fd)
 
     files = JobFiles(store, timeout=0.2)
-    monkeypatch.setattr(jobfs, "_entries", stuck)
+    monkeypatch.setattr(fdwalk, "list_entries", stuck)
     with pytest.raises(StoreTimeout, match="within 0.2s"):
         files.clean_staging(ME)
-    monkeypatch.setattr(jobfs, "_entries", real_entries)
+    monkeypatch.setattr(fdwalk, "list_entries", real_entries)
     # While the stuck one runs, the job fails fast; other jobs are served.
     with pytest.raises(StoreTimeout, match="still stuck"):
         files.read_result(ME, 1)
@@ -213,7 +213,7 @@ def test_removal_of_a_deep_tree_is_bounded_and_never_recurses(store: Path) -> No
     staging = JobDir(store, MY_NAME, ME.slurm_job_id).staging_dir
     deep = staging / "000001.x"
     path = deep
-    for _ in range(jobfs.MAX_DEPTH + 5):
+    for _ in range(fdwalk.MAX_DEPTH + 5):
         path = path / "d"
     path.mkdir(parents=True)
     with pytest.raises(untrusted.Untrusted, match="nested deeper"):

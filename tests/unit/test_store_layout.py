@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.errors import BadPath, MissingUserDir, StoreError, UnsafeJobDir
+from slurm_ckpt.store.folders import ensure_job_dir, ensure_user_dir
 from slurm_ckpt.store.layout import (
     JobDir,
     check_seq,
-    ensure_job_dir,
-    ensure_user_dir,
     inside,
     parse_job_id,
 )
