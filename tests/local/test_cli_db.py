@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from slurm_ckpt.cli.main import cli
 from slurm_ckpt.db import migrate
+
+from .test_cli_jobs import one_line_error, run
 
 
 def config(folder: Path, body: str = "") -> Path:
@@ -27,19 +27,6 @@ def config(folder: Path, body: str = "") -> Path:
 def env(tmp_path: Path) -> dict[str, str]:
     """$SLURM_CKPT_CONFIG names another file: `--config` must win over it."""
     return {"SLURM_CKPT_CONFIG": str(config(tmp_path / "elsewhere"))}
-
-
-def run(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env=env)
-
-
-def one_line_error(result: Result, code: int, fragment: str) -> None:
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ckpt-admin: "), result.stderr
-    assert fragment in lines[0]
-    assert "Traceback" not in result.output
 
 
 def test_upgrade_and_current_use_the_catalog_of_the_config_option(
