@@ -73,6 +73,7 @@ class ActionRunner:
     cluster: str
     clock: Callable[[], datetime]
     stopped: threading.Event
+    requeues: threading.Lock = field(default_factory=threading.Lock)  # see Syncer.requeues
     _tasks: dict[int, Task] = field(init=False, default_factory=dict)  # by action id, for `run`
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     # Outcomes of watched jobs' checkpoints, in arrival order, by catalog job id.
@@ -208,6 +209,10 @@ class ActionRunner:
             move.step = Step.REQUEUE if move.requeue else Step.DONE
 
     def _requeue(self, task: Task, move: Move, now: datetime) -> None:
+        with self.requeues:
+            self._requeue_now(task, move, now)
+
+    def _requeue_now(self, task: Task, move: Move, now: datetime) -> None:
         action, job = task.action, _tracked(move)
         if not move.checkpoint:
             newest = self.catalog.newest_valid(job.id)

@@ -14,8 +14,9 @@ carries on where the previous one stopped:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -68,6 +69,7 @@ class Chainer:
     _: KW_ONLY
     clock: Callable[[], datetime]
     on_requeue: Callable[[], None] = lambda: None
+    requeues: threading.Lock = field(default_factory=threading.Lock)  # see Syncer.requeues
 
     def step(self, record: JobRecord, info: JobInfo, now: datetime) -> bool:
         """Request the final checkpoint of a running job whose time limit is near;
@@ -95,6 +97,10 @@ class Chainer:
             return  # not a chain step, or one whose requeue its completer made
         if not self.policy.enabled:
             return  # chaining was turned off while the step was in flight
+        with self.requeues:
+            self._requeue(outcome)
+
+    def _requeue(self, outcome: Outcome) -> None:
         job, now = outcome.job, self.clock()
         try:
             self.slurm.requeue(job.slurm_job_id)

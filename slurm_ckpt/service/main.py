@@ -11,6 +11,7 @@ import logging.handlers
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -120,6 +121,8 @@ def compose(
     of checkpoints fan out to metrics, admin actions and walltime chaining."""
     svc = settings.service
     metrics = metrics or Metrics()
+    # Our requeues and the sync take turns (Syncer.requeues).
+    requeues = threading.Lock()
     files = shared_job_files(settings.paths.store_root, svc.store_timeout)
     listeners: list[Callable[[Outcome], None]] = [metrics.checkpoint_finished]
     images = JobImages(catalog, files, retention=settings.retention.policy)
@@ -147,6 +150,7 @@ def compose(
         on_requeue=lambda cause: metrics.requeues.labels(cause=cause).inc(),
         on_interrupted=checkpointer.interrupted,
         criu_refusal=_criu_refusal(settings),
+        requeues=requeues,
     )
     schedule = Schedule(
         catalog, checkpointer, metrics, jitter_fraction=svc.jitter_fraction, clock=clock
@@ -159,6 +163,7 @@ def compose(
         checkpointer,
         clock=clock,
         on_requeue=lambda: metrics.requeues.labels(cause="walltime").inc(),
+        requeues=requeues,
     )
     actions = ActionRunner(
         catalog,
@@ -168,6 +173,7 @@ def compose(
         cluster=cluster,
         clock=clock,
         stopped=schedule.stopped,
+        requeues=requeues,
     )
     listeners += [actions.on_outcome, chainer.on_outcome]
     return Service(

@@ -8,6 +8,7 @@ for requeues of jobs that ended badly, and tells the scheduler which jobs run.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
@@ -72,10 +73,18 @@ class Syncer:
     on_interrupted: Callable[[JobRecord, datetime], object] = lambda job, now: None
     # Why a uid's jobs cannot be checkpointed (not allowed to run CRIU), or None.
     criu_refusal: Callable[[int], str | None] = lambda uid: None
+    # Held across a sync pass and by whoever requeues a job and records it, so a
+    # pass sees each of our requeues either not yet made or already recorded, never
+    # as one "by Slurm" (counted twice). The composition root shares one.
+    requeues: threading.Lock = field(default_factory=threading.Lock)
     # Restart reports already turned into events: (catalog job id, restart count).
     _reported: set[tuple[int, int]] = field(init=False, default_factory=set)
 
     def run(self, now: datetime) -> SyncResult:
+        with self.requeues:
+            return self._run(now)
+
+    def _run(self, now: datetime) -> SyncResult:
         jobs = self.slurm.list_checkpointed_jobs()
         known = self.catalog.jobs_for_sync(self.cluster, (j.job_id for j in jobs))
         self._track_new([j for j in jobs if j.job_id not in known], known, now)

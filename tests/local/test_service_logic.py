@@ -467,3 +467,16 @@ def test_stop_waits_for_a_running_task_that_calls_the_scheduler(world: FakeWorld
     assert not stopper.is_alive(), "stop() deadlocked with a task calling the scheduler"
     assert finished.is_set(), "stop() returned before the running task ended"
     assert not service.schedule.running
+
+
+def test_our_requeues_and_the_sync_take_turns(world: FakeWorld) -> None:
+    # A sync pass between an admin's `scontrol requeue` and its catalog record
+    # would count that requeue again, as one by Slurm: all three share one lock.
+    service = world.service
+    assert service.syncer.requeues is service.actions.requeues is service.chainer.requeues
+    with service.syncer.requeues:
+        done = threading.Event()
+        runner = threading.Thread(target=lambda: (service.sync(), done.set()), daemon=True)
+        runner.start()
+        assert not done.wait(0.3), "a sync pass ran while a requeue was being recorded"
+    assert done.wait(5)
