@@ -54,17 +54,6 @@ def with_log(exc: BaseException) -> str:
     return str(exc)
 
 
-def final_request(jobdir: JobDir, job_id: int) -> exchange.CheckpointRequest | None:
-    """The number the service reserved for the next checkpoint taken without a
-    request (final-request.json); None when there is none yet.
-    Raises OSError or exchange.BadRequest for one that cannot be used."""
-    try:
-        data = jobdir.final_request_file.read_bytes()[: exchange.MAX_MESSAGE_BYTES + 1]
-    except FileNotFoundError:
-        return None
-    return exchange.parse_request(data, job_id)
-
-
 class Restorer:
     """One restart of job `job_id`: tries its images and, once one is restored,
     holds the restored tree's pid in `child`."""
@@ -90,29 +79,20 @@ class Restorer:
         self.child = 0  # the restored tree's pid; 0 until an image is restored
 
     def _candidates(self) -> list[int]:
-        """Images to try, newest first: the service's published list, preceded by the
-        image at the reserved number when it is newer, committed and its own result
-        ok (a final checkpoint at a preemption or time limit, or a request's answer,
-        that the service has not recorded yet). Every candidate is fully verified
-        before use, listed or not."""
+        """Images to try, newest first: the service's published list, preceded by any
+        image this job's launchers committed after the newest listed one (a final
+        checkpoint at a preemption or time limit the service may not have seen yet).
+        Every candidate is fully verified before use, listed or not."""
         try:
             seqs = verify.published_images(self.jobdir)
         except StoreError as exc:
             log.error("cannot read the list of images: %s", exc)
             seqs = []
-        try:
-            reserved = final_request(self.jobdir, self.job_id)
-        except (OSError, exchange.BadRequest) as exc:
-            log.warning("reserved checkpoint number unusable: %s", exc)
-            reserved = None
-        if (
-            reserved is not None
-            and reserved.seq > (seqs[0] if seqs else 0)
-            and reserved.seq in self.jobdir.committed_seqs()
-            and self._own_result_ok(reserved.seq)
-        ):
-            return [reserved.seq, *seqs]
-        return seqs
+        newest = seqs[0] if seqs else 0
+        newer = [
+            seq for seq in self.jobdir.committed_seqs() if seq > newest and self._own_result_ok(seq)
+        ]
+        return sorted(newer, reverse=True) + seqs
 
     def _own_result_ok(self, seq: int) -> bool:
         try:

@@ -9,8 +9,7 @@ and nothing runs inside a signal handler:
 
 - SIGCHLD: the workload may have ended; its status becomes ours.
 - SIGUSR1: take a checkpoint, as request.json says, or a final one when there
-  is no request (Slurm's own warning before a time limit or a preemption), with
-  the number the service reserved for it in final-request.json.
+  is no request (Slurm's own warning before a time limit or a preemption).
 - SIGTERM, SIGINT, SIGHUP, SIGCONT, SIGUSR2: forwarded to the workload's group.
 
 On a restart the workload is an image restored by `restore.Restorer` instead.
@@ -41,7 +40,7 @@ from slurm_ckpt.exchange import (
     RestartReport,
 )
 from slurm_ckpt.launcher.filesaver import FileSaver, Saving
-from slurm_ckpt.launcher.restore import Restorer, final_request, with_log, write_report
+from slurm_ckpt.launcher.restore import Restorer, with_log, write_report
 from slurm_ckpt.store import writer
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.layout import JobDir
@@ -183,24 +182,6 @@ class Session:
         path.unlink(missing_ok=True)
         return exchange.parse_request(data, self.job.job_id)
 
-    def _final_request(self) -> CheckpointRequest | None:
-        """The number the service reserved for a checkpoint on Slurm's own signal
-        (left in place: one dump per number); None, logged, when there is none."""
-        try:
-            request = final_request(self.jobdir, self.job.job_id)
-        except (OSError, exchange.BadRequest) as exc:
-            log.error("no final checkpoint: %s unusable: %s", self.jobdir.final_request_file, exc)
-            return None
-        if request is None:
-            log.warning(
-                "no final checkpoint: the service has reserved no checkpoint number for this"
-                " job yet (is slurm-ckptd running?)"
-            )
-        elif request.kind != CheckpointKind.FINAL:
-            log.error("no final checkpoint: the reserved request is of kind %s", request.kind)
-            return None
-        return request
-
     def checkpoint(self) -> CheckpointResult | None:
         """Serve one SIGUSR1: dump the workload and write the result file."""
         try:
@@ -211,14 +192,13 @@ class Session:
             write_atomic(self.jobdir.results_dir / "rejected-request.txt", f"{exc}\n".encode())
             return None
         if request is None:
-            request = self._final_request()
-            if request is None:
-                return None
-        if self.jobdir.result_file(request.seq).exists():
-            # One dump per number: the service asked for the number our own final
-            # checkpoint took a moment ago, or Slurm's signal came for the number a
-            # request just took. The first result stands; the service reads it.
-            log.info("checkpoint %d was taken already; answered by it", request.seq)
+            request = CheckpointRequest(
+                job_id=self.job.job_id, seq=self.jobdir.next_seq(), kind=CheckpointKind.FINAL
+            )
+        elif self.jobdir.result_file(request.seq).exists():
+            # This seq is answered already: the service asked for the number our own
+            # final checkpoint took a moment ago. Its result stands; the service reads it.
+            log.info("checkpoint %d was taken already; request answered by it", request.seq)
             return None
         result = self._dump(request)
         self.jobdir.results_dir.mkdir(mode=0o700, exist_ok=True)

@@ -349,14 +349,12 @@ def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: Fake
     assert not world.service.checkpointer.in_flight()
 
 
-def test_the_launchers_own_final_checkpoint_is_recorded_when_the_job_is_requeued(
+def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
     world: FakeWorld,
 ) -> None:
     world.job(112)
     world.service.sync()
     record = world.tracked(112)
-    jobdir = JobDir(world.store, USER, 112)
-    assert b'"seq": 1' in jobdir.final_request_file.read_bytes()  # reserved at first sight
     # Slurm's signal before a preemption: no request file, the launcher takes a final one.
     world.play_launcher(112, "USR1")
     world.slurm.set(112, restarts=1, state="PENDING", batch_host=None, node_list="")
@@ -364,38 +362,14 @@ def test_the_launchers_own_final_checkpoint_is_recorded_when_the_job_is_requeued
     world.service.sync()
 
     (checkpoint,) = world.catalog.checkpoints(record.id)
-    assert (checkpoint.seq, checkpoint.state, checkpoint.kind) == (1, "VALID", "final")
-    assert published_images(jobdir) == [1]
-    assert b'"seq": 2' in jobdir.final_request_file.read_bytes()
+    assert (checkpoint.seq, checkpoint.state) == (1, CheckpointState.VALID)
+    assert published_images(JobDir(world.store, USER, 112)) == [1]
     # The next request continues the numbering.
     world.slurm.set(112, state="RUNNING", batch_host="node2", node_list="node2")
     world.service.sync()
     world.service.schedule.checkpoint_now(record.id)
     world.service.collect()
     assert [c.seq for c in world.catalog.valid_checkpoints(record.id)] == [2, 1]
-    assert b'"seq": 3' in jobdir.final_request_file.read_bytes()
-
-
-def test_only_the_reserved_number_is_recorded_and_a_failed_final_is_failed(
-    world: FakeWorld,
-) -> None:
-    world.job(115)
-    world.service.sync()
-    record = world.tracked(115)
-    jobdir = JobDir(world.store, USER, 115)
-    # A result at a number nobody reserved is never looked at.
-    jobdir.results_dir.mkdir(exist_ok=True)
-    jobdir.result_file(7).write_text('{"job_id": 115, "seq": 7, "ok": true}')
-    world.failing[115] = "dump failed: TCP socket"
-    world.play_launcher(115, "USR1")
-    world.slurm.set(115, restarts=1, state="PENDING", batch_host=None, node_list="")
-
-    world.service.sync()
-
-    (checkpoint,) = world.catalog.checkpoints(record.id)
-    assert (checkpoint.seq, checkpoint.state, checkpoint.kind) == (1, "FAILED", "final")
-    assert "TCP socket" in str(checkpoint.error)
-    assert b'"seq": 2' in jobdir.final_request_file.read_bytes()
 
 
 def test_a_result_collected_while_the_catalog_is_down_is_completed_later(

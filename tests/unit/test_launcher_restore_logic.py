@@ -8,8 +8,6 @@ import pwd
 import time
 from pathlib import Path
 
-import pytest
-
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.dump.fake import FAKE_IMAGE, FakeDumper
 from slurm_ckpt.exchange import Attempt
@@ -122,26 +120,20 @@ def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
     assert "job 43" in report.attempts[0].error
 
 
-def reserve(jobdir: JobDir, seq: int) -> None:
-    """The service's reservation of the number for the next checkpoint without a request."""
-    jobdir.final_request_file.write_text(
-        f'{{"job_id": {jobdir.job_id}, "seq": {seq}, "kind": "final"}}'
-    )
-
-
-def test_the_reserved_checkpoint_newer_than_the_published_list_is_tried_first(
+def test_a_final_checkpoint_newer_than_the_published_list_is_tried_first(
     tmp_path: Path,
 ) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper)
     take(session.jobdir, dumper, 1)
     write_published_images(session.jobdir, [1])
-    # The launcher's own final checkpoint at a preemption, at the reserved number:
-    # committed, result ok, not yet seen by the service.
+    # The launcher's own final checkpoint at a preemption: committed, result ok,
+    # not yet seen by the service.
     final = take(session.jobdir, dumper, 2)
     session.jobdir.results_dir.mkdir(exist_ok=True)
     session.jobdir.result_file(2).write_text('{"seq": 2, "ok": true}')
-    reserve(session.jobdir, 2)
+    # A committed folder whose result is missing (a crash before the result) is ignored.
+    take(session.jobdir, dumper, 3)
 
     report = session._restore()
 
@@ -149,32 +141,10 @@ def test_the_reserved_checkpoint_newer_than_the_published_list_is_tried_first(
     assert dumper.restored == [final]
 
 
-@pytest.mark.parametrize("case", ["not reserved", "no result", "result not ok"])
-def test_an_unlisted_image_is_tried_only_at_the_reserved_number_with_its_result_ok(
-    tmp_path: Path, case: str
-) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper)
-    listed = take(session.jobdir, dumper, 1)
-    write_published_images(session.jobdir, [1])
-    take(session.jobdir, dumper, 3)
-    session.jobdir.results_dir.mkdir(exist_ok=True)
-    if case != "no result":
-        ok = "false" if case == "result not ok" else "true"
-        session.jobdir.result_file(3).write_text(f'{{"seq": 3, "ok": {ok}}}')
-    reserve(session.jobdir, 2 if case == "not reserved" else 3)
-
-    report = session._restore()
-
-    assert (report.outcome, report.seq) == ("restored", 1)
-    assert dumper.restored == [listed]
-
-
 def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper, restart_count=0)
     session.child = FREE_PID
-    reserve(session.jobdir, 1)
     first = session.checkpoint()  # Slurm's signal, no request: final checkpoint 1
     assert first is not None and first.ok and first.kind == "final"
     session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
@@ -185,40 +155,6 @@ def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path
     result = session.jobdir.result_file(1).read_text()
     assert '"kind": "final"' in result and '"ok": true' in result
     assert dumper.dumped == [FREE_PID]
-
-
-def test_slurms_signal_after_a_request_took_the_reserved_number_takes_nothing(
-    tmp_path: Path,
-) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
-    reserve(session.jobdir, 1)
-    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
-    assert session.checkpoint() is not None  # the request
-
-    assert session.checkpoint() is None  # Slurm's signal: number 1 is answered
-
-    assert dumper.dumped == [FREE_PID]
-
-
-@pytest.mark.parametrize(
-    "reservation",
-    [None, "{", '{"job_id": 43, "seq": 1, "kind": "final"}', '{"job_id": 42, "seq": 1}'],
-)
-def test_without_a_usable_reservation_no_final_checkpoint_is_taken(
-    tmp_path: Path, reservation: str | None
-) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
-    if reservation is not None:
-        session.jobdir.final_request_file.write_text(reservation)
-
-    assert session.checkpoint() is None
-
-    assert dumper.dumped == []
-    assert not session.jobdir.results_dir.exists() or not any(session.jobdir.results_dir.iterdir())
 
 
 def test_process_age_counts_from_the_process_start() -> None:
