@@ -31,6 +31,9 @@ from slurm_ckpt.store.layout import MAX_SEQ, check_seq
 
 # Every request, result and restart report is read up to this size.
 MAX_MESSAGE_BYTES = 64 * 1024
+# final-request.json reserves this many numbers from its seq for the launcher's own
+# final checkpoints, so that they go on while the service is away (service/finals.py).
+FINAL_BLOCK = 16
 # images.json names every valid image: a job without retention may have thousands.
 MAX_IMAGES_LIST_BYTES = 16 * 1024 * 1024
 MAX_ATTEMPTS_SHOWN = 10  # failed images named in a restart's event

@@ -1,4 +1,5 @@
-"""Checkpoints: request, adopt, the state machine's moves, retention, and the restore order.
+"""Checkpoints: numbering, request, the launcher's own final, the state machine's
+moves, retention, and the restore order.
 
 Two service instances cannot both act on one checkpoint: every move reads the
 row (FOR UPDATE where the database has row locks), checks it against the state
@@ -21,6 +22,7 @@ from slurm_ckpt.db.retention import RetentionPlan, RetentionPolicy, plan
 from slurm_ckpt.db.rows import CatalogPart, added, compare_and_set, get_one
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, check_transition
 from slurm_ckpt.errors import CatalogConflict
+from slurm_ckpt.exchange import FINAL_BLOCK
 
 
 def transition(
@@ -68,19 +70,12 @@ class Checkpoints(CatalogPart):
         with self.db.session(write=True) as session:
             # The job row lock makes concurrent requests for one job take turns.
             job = get_one(session, Job, job_id, lock=True)
-            in_flight = session.scalar(
-                select(Checkpoint.seq).where(
-                    Checkpoint.job_id == job_id, Checkpoint.state == CheckpointState.REQUESTED
-                )
-            )
+            in_flight = session.scalar(_in_flight(job_id))
             if in_flight is not None:
                 raise CatalogConflict(f"job {job_id} already has checkpoint {in_flight} in flight")
-            last = session.scalar(
-                select(func.max(Checkpoint.seq)).where(Checkpoint.job_id == job_id)
-            )
             row = Checkpoint(
                 job_id=job_id,
-                seq=(last or 0) + 1,
+                seq=_after_last(session, job_id),
                 state=CheckpointState.REQUESTED,
                 kind=kind,
                 job_restart_count=job.restart_count,
@@ -88,27 +83,50 @@ class Checkpoints(CatalogPart):
             )
             return added(session, row, CheckpointRecord)
 
-    def adopt_checkpoint(
-        self, job_id: int, seq: int, result: DumpResult, now: datetime
-    ) -> CheckpointRecord:
-        """Record as VALID, kind FINAL, a verified checkpoint the service did not request:
-        the launcher's final one on Slurm's own signal (preemption, time limit).
+    def reserved_seq(self, job_id: int) -> int:
+        """Where the numbers reserved for the launcher's own final checkpoints start
+        (final-request.json, FINAL_BLOCK of them): at the request in flight, which the
+        launcher answers once whichever signal comes first; else after the highest
+        this job has had. Numbers are allocated here only, so seq order is the order
+        the images were taken."""
+        with self.db.session() as session:
+            in_flight = session.scalar(_in_flight(job_id))
+            return in_flight if in_flight is not None else _after_last(session, job_id)
 
-        Raises CatalogConflict when the job already has checkpoint `seq`.
+    def record_final(
+        self,
+        job_id: int,
+        seq: int,
+        now: datetime,
+        *,
+        dump: DumpResult | None,
+        error: str = "",
+    ) -> CheckpointRecord:
+        """Record the launcher's own final checkpoint (taken on Slurm's signal before a
+        preemption or the time limit, with the number reserved for it): VALID, kind
+        FINAL, with its verified `dump`; FAILED with `error` when there is none.
+
+        Raises CatalogConflict when `seq` is not among the job's reserved numbers
+        (a request is in flight, or `seq` is not above every number used yet).
         """
         with self.db.session(write=True) as session:
             job = get_one(session, Job, job_id, lock=True)
-            taken = session.scalar(
-                select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.seq == seq)
+            start = _after_last(session, job_id)
+            in_flight = session.scalar(_in_flight(job_id)) is not None
+            if in_flight or not start <= seq < start + FINAL_BLOCK:
+                raise CatalogConflict(
+                    f"job {job_id}: {seq} is not among its reserved checkpoint numbers"
+                )
+            facts = (
+                {"state": CheckpointState.VALID, **dump.columns()}
+                if dump is not None
+                else {"state": CheckpointState.FAILED, "error": error}
             )
-            if taken is not None:
-                raise CatalogConflict(f"job {job_id} already has checkpoint {seq}")
             row = Checkpoint(
                 job_id=job_id,
                 seq=seq,
-                state=CheckpointState.VALID,
                 kind=CheckpointKind.FINAL,
-                **result.columns(),
+                **facts,
                 job_restart_count=job.restart_count,
                 created_at=now,
                 completed_at=now,
@@ -200,6 +218,18 @@ class Checkpoints(CatalogPart):
                 .order_by(Checkpoint.created_at, Checkpoint.id)
             )
             return [from_row(CheckpointRecord, row) for row in rows]
+
+
+def _in_flight(job_id: int) -> Select[tuple[int]]:
+    return select(Checkpoint.seq).where(
+        Checkpoint.job_id == job_id, Checkpoint.state == CheckpointState.REQUESTED
+    )
+
+
+def _after_last(session: Session, job_id: int) -> int:
+    """1 + the highest seq the job has had (DELETED rows keep theirs: never reused)."""
+    last = session.scalar(select(func.max(Checkpoint.seq)).where(Checkpoint.job_id == job_id))
+    return (last or 0) + 1
 
 
 def _valid(job_id: int) -> Select[tuple[Checkpoint]]:

@@ -54,6 +54,17 @@ def with_log(exc: BaseException) -> str:
     return str(exc)
 
 
+def final_request(jobdir: JobDir, job_id: int) -> exchange.CheckpointRequest | None:
+    """Where the numbers the service reserved for checkpoints taken without a request
+    start (final-request.json); None when there is none yet.
+    Raises OSError or exchange.BadRequest for one that cannot be used."""
+    try:
+        data = jobdir.final_request_file.read_bytes()[: exchange.MAX_MESSAGE_BYTES + 1]
+    except FileNotFoundError:
+        return None
+    return exchange.parse_request(data, job_id)
+
+
 class Restorer:
     """One restart of job `job_id`: tries its images and, once one is restored,
     holds the restored tree's pid in `child`."""
@@ -80,9 +91,10 @@ class Restorer:
 
     def _candidates(self) -> list[int]:
         """Images to try, newest first: the service's published list, preceded by any
-        image this job's launchers committed after the newest listed one (a final
-        checkpoint at a preemption or time limit the service may not have seen yet).
-        Every candidate is fully verified before use, listed or not."""
+        image this job's launchers committed after the newest listed one with its own
+        result ok (a final checkpoint at a preemption or time limit, or an answer the
+        service has not recorded or published yet: seq order is the order images were
+        taken). Every candidate is fully verified before use, listed or not."""
         try:
             seqs = verify.published_images(self.jobdir)
         except StoreError as exc:

@@ -9,7 +9,8 @@ and nothing runs inside a signal handler:
 
 - SIGCHLD: the workload may have ended; its status becomes ours.
 - SIGUSR1: take a checkpoint, as request.json says, or a final one when there
-  is no request (Slurm's own warning before a time limit or a preemption).
+  is no request (Slurm's own warning before a time limit or a preemption), at
+  the lowest unused number the service reserved in final-request.json.
 - SIGTERM, SIGINT, SIGHUP, SIGCONT, SIGUSR2: forwarded to the workload's group.
 
 On a restart the workload is an image restored by `restore.Restorer` instead.
@@ -40,10 +41,10 @@ from slurm_ckpt.exchange import (
     RestartReport,
 )
 from slurm_ckpt.launcher.filesaver import FileSaver, Saving
-from slurm_ckpt.launcher.restore import Restorer, with_log, write_report
+from slurm_ckpt.launcher.restore import Restorer, final_request, with_log, write_report
 from slurm_ckpt.store import writer
 from slurm_ckpt.store.atomic import write_atomic
-from slurm_ckpt.store.layout import JobDir
+from slurm_ckpt.store.layout import MAX_SEQ, JobDir, seq_name
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,55 @@ class Session:
         path.unlink(missing_ok=True)
         return exchange.parse_request(data, self.job.job_id)
 
+    def _reserved(self) -> CheckpointRequest | None:
+        """The block of numbers the service reserved for checkpoints on Slurm's own
+        signal (final-request.json: FINAL_BLOCK numbers from its seq); None, logged,
+        when there is none or it cannot be used."""
+        try:
+            reserved = final_request(self.jobdir, self.job.job_id)
+        except (OSError, exchange.BadRequest) as exc:
+            log.error("%s unusable: %s", self.jobdir.final_request_file, exc)
+            return None
+        if reserved is None:
+            log.warning(
+                "the service has reserved no checkpoint numbers for this job yet"
+                " (is slurm-ckptd running?)"
+            )
+        elif reserved.kind != CheckpointKind.FINAL:
+            log.error("the reserved numbers' request is of kind %s, not final", reserved.kind)
+            return None
+        return reserved
+
+    def _final(self, reserved: CheckpointRequest | None) -> CheckpointRequest | None:
+        """A final checkpoint at the lowest reserved number this folder has no trace of
+        (no result, image or staging leftover); None, logged, when there is none."""
+        if reserved is None:
+            log.warning("no final checkpoint: no reserved number")
+            return None
+        last = min(reserved.seq + exchange.FINAL_BLOCK, MAX_SEQ + 1)
+        for seq in range(reserved.seq, last):
+            if not self._traced(seq):
+                return CheckpointRequest(job_id=self.job.job_id, seq=seq, kind=CheckpointKind.FINAL)
+        log.error(
+            "no final checkpoint: the %d numbers reserved from %d are used"
+            " (the service has not recorded them yet)",
+            exchange.FINAL_BLOCK,
+            reserved.seq,
+        )
+        return None
+
+    def _traced(self, seq: int) -> bool:
+        """True when number `seq` was used here: a result, an image, or a dump's leftover."""
+        if os.path.lexists(self.jobdir.result_file(seq)) or os.path.lexists(
+            self.jobdir.checkpoint(seq)
+        ):
+            return True
+        prefix = f"{seq_name(seq)}."
+        try:
+            return any(name.startswith(prefix) for name in os.listdir(self.jobdir.staging_dir))
+        except FileNotFoundError:
+            return False
+
     def checkpoint(self) -> CheckpointResult | None:
         """Serve one SIGUSR1: dump the workload and write the result file."""
         try:
@@ -192,12 +242,12 @@ class Session:
             write_atomic(self.jobdir.results_dir / "rejected-request.txt", f"{exc}\n".encode())
             return None
         if request is None:
-            request = CheckpointRequest(
-                job_id=self.job.job_id, seq=self.jobdir.next_seq(), kind=CheckpointKind.FINAL
-            )
+            request = self._final(self._reserved())
+            if request is None:
+                return None
         elif self.jobdir.result_file(request.seq).exists():
-            # This seq is answered already: the service asked for the number our own
-            # final checkpoint took a moment ago. Its result stands; the service reads it.
+            # One dump per number: our own final checkpoint took the number a moment
+            # ago. Its result stands; the service reads it.
             log.info("checkpoint %d was taken already; request answered by it", request.seq)
             return None
         result = self._dump(request)

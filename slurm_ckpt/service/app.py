@@ -29,6 +29,7 @@ from slurm_ckpt.errors import CatalogError, SlurmError
 from slurm_ckpt.service.actions import ActionRunner
 from slurm_ckpt.service.chaining import Chainer
 from slurm_ckpt.service.checkpoints import Checkpointer
+from slurm_ckpt.service.finals import Finals
 from slurm_ckpt.service.images import JobImages
 from slurm_ckpt.service.metrics import Health, Metrics
 from slurm_ckpt.service.schedule import Schedule
@@ -52,6 +53,7 @@ class Service:
     catalog: Catalog
     checkpointer: Checkpointer
     images: JobImages
+    finals: Finals
     syncer: Syncer
     chainer: Chainer
     actions: ActionRunner
@@ -154,6 +156,7 @@ class Service:
         stopped = self.schedule.reschedule(result.running, now)
         self._stopped(stopped)
         self.checkpointer.abandon_gone({k: rec for k, (rec, _) in result.running.items()}, now)
+        self.finals.reserve_running(record for record, _ in result.running.values())
         for record, info in result.running.values():
             self.chainer.step(record, info, now)
         self.last_sync = now

@@ -4,8 +4,8 @@ and runs on from that image, up to `walltime.max_chained_runs` times.
 The whole flow lives here; its state is in the catalog, so a restarted service
 carries on where the previous one stopped:
 - a chain step is a checkpoint of kind FINAL that the service requested (only
-  chaining requests that kind; the launcher's own final checkpoints are adopted,
-  never collected as outcomes), so its outcome is recognised by its kind, also
+  chaining requests that kind; the launcher's own final checkpoints are recorded
+  by service/finals.py, never collected as outcomes), so its outcome is recognised by its kind, also
   when it was in flight across a restart of the service;
 - the runs chained so far are the job's `chained_runs`, counted by the catalog
   in the same transaction that records the requeue.

@@ -12,8 +12,9 @@ Order of every checkpoint, each step durable before the next:
    marks older images OBSOLETE; their files are deleted, then the rows DELETED
    (images.py).
 
-Here: the Checkpointer (request, collect, complete, adoption of the launcher's own
-final checkpoints). The words it shares with other modules are in requests.py.
+Here: the Checkpointer (request, collect, complete). The launcher's own final
+checkpoints, and the number reserved for them, are in finals.py; the words
+shared with other modules are in requests.py.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from slurm_ckpt.db.catalog import Catalog, CheckpointRecord, DumpResult, JobReco
 from slurm_ckpt.db.states import CheckpointKind, JobState
 from slurm_ckpt.errors import CatalogConflict, CatalogError, CkptError, IllegalTransition
 from slurm_ckpt.exchange import CheckpointRequest, ResultReply
+from slurm_ckpt.service.finals import Finals
 from slurm_ckpt.service.images import JobImages
 from slurm_ckpt.service.late import LateWatch
 from slurm_ckpt.service.policy import Admission, FailureTracker
@@ -37,8 +39,6 @@ from slurm_ckpt.store import untrusted
 from slurm_ckpt.store.jobfs import JobFiles
 
 log = logging.getLogger(__name__)
-
-MAX_ADOPTED = 3  # unrequested (final) checkpoints looked at per job and interruption
 
 
 @dataclass(eq=False)
@@ -55,6 +55,7 @@ class Checkpointer:
     slurm: SlurmAdapter
     files: JobFiles
     images: JobImages
+    finals: Finals
     _: KW_ONLY
     admission: Admission
     failures: FailureTracker
@@ -82,6 +83,7 @@ class Checkpointer:
     def forget(self, job_id: int) -> None:
         """The job stopped for good: its failures no longer delay anything."""
         self.failures.forget(job_id)
+        self.finals.forget(job_id)
 
     def request(
         self, job: JobRecord, now: datetime, *, kind: CheckpointKind = CheckpointKind.PERIODIC
@@ -112,6 +114,8 @@ class Checkpointer:
             self._send(flight)
         except (CkptError, OSError) as exc:
             self._finish(flight, now, valid=False, detail=f"request not delivered: {exc}")
+            # request.json may be there: Slurm's own signal would have it answered.
+            self._late.watch(flight)
             return Sent.FAILED
         log.info("job %d: checkpoint %d requested (%s)", job.slurm_job_id, checkpoint.seq, kind)
         return Sent.SENT
@@ -212,7 +216,10 @@ class Checkpointer:
     def interrupted(self, job: JobRecord, now: datetime) -> None:
         """A job stopped running or was requeued: its launcher may have taken a final
         checkpoint of its own; a stopped one leaves no dump running to stage."""
-        self.adopt_unrequested(job, now)
+        with self._completing:
+            self._collect(now)  # an answer that arrived first: its number is then used
+        if not self.busy(job.id):  # else the request keeps its number: collect records it
+            self.finals.record(job, now)
         if job.state == JobState.RUNNING:
             return
         try:
@@ -221,44 +228,6 @@ class Checkpointer:
             raise
         except Exception as exc:
             log.warning("job %d: staging not cleaned: %s", job.slurm_job_id, exc)
-
-    def adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
-        """Record the launcher's own final checkpoints (taken on Slurm's signal before a
-        preemption or the time limit) that the catalog does not know, and publish them."""
-        try:
-            return self._adopt_unrequested(job, now)
-        except CatalogError:
-            raise
-        except Exception as exc:
-            log.warning("job %d: final checkpoints not looked for: %s", job.slurm_job_id, exc)
-            return []
-
-    def _adopt_unrequested(self, job: JobRecord, now: datetime) -> list[int]:
-        known = {c.seq for c in self.catalog.checkpoints(job.id)}
-        unknown = [s for s in self.files.committed_seqs(self.images.ref(job)) if s not in known]
-        adopted = []
-        # A launcher takes one final checkpoint per stop; more is a planted pile.
-        for seq in unknown[-MAX_ADOPTED:]:
-            if self.busy(job.id):
-                continue
-            reply = self.images.reply(job, seq)
-            if reply is None or not reply.ok:
-                continue
-            try:
-                dump = self.images.examine(job, seq)
-                self.catalog.adopt_checkpoint(job.id, seq, dump, now)
-            except (CkptError, OSError) as exc:
-                if isinstance(exc, CatalogError) and not isinstance(exc, CatalogConflict):
-                    raise
-                log.warning(
-                    "job %d: final checkpoint %d not adopted: %s", job.slurm_job_id, seq, exc
-                )
-                continue
-            adopted.append(seq)
-            log.info("job %d: adopted final checkpoint %d", job.slurm_job_id, seq)
-        if adopted:
-            self.images.publish(job)
-        return adopted
 
     def _finish(
         self,
@@ -317,6 +286,7 @@ class Checkpointer:
             kind=checkpoint.kind,
             recorded=recorded,
         )
+        self.finals.reserve(job)  # the number after this one
         self.on_outcome(outcome)
         return outcome
 

@@ -31,6 +31,7 @@ from slurm_ckpt.service.app import Service, utcnow
 from slurm_ckpt.service.chaining import Chainer
 from slurm_ckpt.service.checkpoints import Checkpointer
 from slurm_ckpt.service.eligibility import CriuGroup
+from slurm_ckpt.service.finals import Finals
 from slurm_ckpt.service.images import JobImages
 from slurm_ckpt.service.metrics import Metrics, MetricsServer
 from slurm_ckpt.service.policy import Admission, FailureTracker, RequeuePolicy, WalltimeChaining
@@ -126,11 +127,13 @@ def compose(
     files = shared_job_files(settings.paths.store_root, svc.store_timeout)
     listeners: list[Callable[[Outcome], None]] = [metrics.checkpoint_finished]
     images = JobImages(catalog, files, retention=settings.retention.policy)
+    finals = Finals(catalog, files, images)
     checkpointer = Checkpointer(
         catalog,
         slurm,
         files,
         images,
+        finals,
         admission=Admission(svc.max_concurrent_checkpoints, svc.max_checkpoints_per_store),
         failures=FailureTracker(svc.failure_backoff, svc.failure_backoff_max, svc.give_up_after),
         deadline=svc.checkpoint_deadline,
@@ -180,6 +183,7 @@ def compose(
         catalog=catalog,
         checkpointer=checkpointer,
         images=images,
+        finals=finals,
         syncer=syncer,
         chainer=chainer,
         actions=actions,

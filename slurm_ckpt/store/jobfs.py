@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ from slurm_ckpt.store.verify import verify_checkpoint_fd
 T = TypeVar("T")
 
 DATA_TIMEOUT = 3600.0  # seconds for re-hashing a whole image (ckpt-admin verify --read-data)
-_SEQ_RE = re.compile(r"[0-9]{6}")
 
 
 @functools.cache
@@ -112,6 +110,15 @@ class JobFiles:
             job, f"write {layout.REQUEST}", lambda f: write_atomic_at(f.fd, layout.REQUEST, data)
         )
 
+    def write_final_request(self, job: JobRef, data: bytes) -> None:
+        """Replace final-request.json (the number the launcher's own final checkpoint takes).
+        StoreError when the folder is missing or not the owner's."""
+        self._run(
+            job,
+            f"write {layout.FINAL_REQUEST}",
+            lambda f: write_atomic_at(f.fd, layout.FINAL_REQUEST, data),
+        )
+
     def publish(self, job: JobRef, data: bytes) -> None:
         """Replace images.json, the list of valid images the launcher restores from."""
         self._run(
@@ -165,18 +172,6 @@ class JobFiles:
         # Re-hashing a large image takes longer than any metadata operation.
         limit = max(self.timeout, DATA_TIMEOUT) if read_data else None
         return self._run(job, f"verify checkpoint {seq}", op, timeout=limit)
-
-    def committed_seqs(self, job: JobRef) -> list[int]:
-        """Sequence numbers of the real folders in checkpoints/, ascending."""
-
-        def op(checkpoints: int) -> list[int]:
-            return sorted(
-                int(e.name)
-                for e in fdwalk.list_entries(checkpoints)
-                if _SEQ_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
-            )
-
-        return self._run_in(job, layout.CHECKPOINTS, "list checkpoints", op, missing=[])
 
     def delete_checkpoint(self, job: JobRef, seq: int) -> bool:
         """Remove checkpoints/<seq>/ for good; True when it is gone (or never was)."""

@@ -9,6 +9,8 @@
         results/<seq:06d>.json       the launcher's outcome for each request
         restarts/<restart:04d>.json  the launcher's report of each restart
         request.json                 the service's current request
+        final-request.json           the number reserved for the launcher's own final
+                                     checkpoint (on Slurm's signal), written by the service
         images.json                  the service's list of valid images
         launcher.log, job-script
 
@@ -37,8 +39,6 @@ _JOB_ID_RE = re.compile(r"[1-9][0-9]{0,9}")
 # A login name as one path component: no '/', no leading '.' or '-'.
 _USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
 _SEQ_RE = re.compile(r"[0-9]{6}")
-_RESULT_RE = re.compile(r"([0-9]{6})\.json")
-_STAGING_RE = re.compile(r"([0-9]{6})\..+")
 
 # The names inside a job's folder (the documents are in slurm_ckpt/exchange.py):
 # JobDir builds paths from them, store.jobfs opens them one component at a time.
@@ -47,6 +47,7 @@ STAGING = "staging"
 RESULTS = "results"
 RESTARTS = "restarts"
 REQUEST = "request.json"
+FINAL_REQUEST = "final-request.json"
 IMAGES = "images.json"
 SUBDIRS = (CHECKPOINTS, STAGING, RESULTS)
 
@@ -99,7 +100,7 @@ def check_seq(seq: int) -> int:
 @dataclass(frozen=True)
 class JobDir:
     """The store folder of one job of `user`. Pure naming: nothing here touches the
-    disk except committed_seqs and next_seq, which list folders."""
+    disk except committed_seqs, which lists a folder."""
 
     root: Path
     user: str
@@ -133,6 +134,10 @@ class JobDir:
     @property
     def request_file(self) -> Path:
         return self.path / REQUEST
+
+    @property
+    def final_request_file(self) -> Path:
+        return self.path / FINAL_REQUEST
 
     @property
     def results_dir(self) -> Path:
@@ -175,25 +180,6 @@ class JobDir:
             ):
                 seqs.append(int(entry.name))
         return sorted(seqs)
-
-    def next_seq(self) -> int:
-        """1 + the highest sequence number used in checkpoints/, results/ or staging/.
-
-        Counts every name that looks like a sequence number, whatever it is, so
-        a new dump never collides with a leftover.
-        """
-        highest = 0
-        patterns = (
-            (self.checkpoints_dir, _SEQ_RE),
-            (self.results_dir, _RESULT_RE),
-            (self.staging_dir, _STAGING_RE),
-        )
-        for folder, pattern in patterns:
-            for entry in _scan(folder):
-                match = pattern.fullmatch(entry.name)
-                if match:
-                    highest = max(highest, int(match.group(match.lastindex or 0)))
-        return highest + 1
 
 
 def inside(base: Path, name: str) -> Path:

@@ -189,6 +189,13 @@ def wait_request(jobdir, timeout):
     return 1
 
 
+def reserved(jobdir):
+    """The seq the service reserved for the launcher's own final checkpoint."""
+    with open(os.path.join(jobdir, "final-request.json")) as f:
+        say(json.load(f)["seq"])
+    return 0
+
+
 def forge(jobdir, src, dst, criu_version, pad):
     """checkpoints/<dst>: a copy of the real checkpoint <src> with its manifest rewritten
     (seq, optionally criu_version, `pad` extra empty files listed)."""
@@ -245,7 +252,8 @@ def put(path, source):
 
 COMMANDS = {
     "swap-on-publish": swap_on_publish, "swap-on-read": swap_on_read,
-    "wait-request": wait_request, "forge": forge, "result": result, "put": put,
+    "wait-request": wait_request, "reserved": reserved, "forge": forge, "result": result,
+    "put": put,
 }
 sys.exit(COMMANDS[sys.argv[1]](*sys.argv[2:]))
 '''
@@ -373,6 +381,10 @@ class Attacker:
     def continue_launcher(self) -> None:
         with contextlib.suppress(Exception):
             self.run("kill", "-CONT", str(self.launcher_pid()), check=False, timeout=10)
+
+    def reserved(self, job: int) -> int:
+        """The seq the service reserved for the job's next checkpoint without a request."""
+        return int(self.do("reserved", str(self.jobdir(job))))
 
     def wait_request(self, job: int, timeout: float = 40) -> int:
         """With the launcher stopped: the seq the service asks for next."""

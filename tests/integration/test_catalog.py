@@ -20,6 +20,7 @@ from slurm_ckpt.errors import (
     CatalogNotFound,
     IllegalTransition,
 )
+from slurm_ckpt.exchange import FINAL_BLOCK
 
 from .catalog_fixtures import (  # noqa: F401 (fixtures: pytest finds them by name)
     NOW,
@@ -264,7 +265,11 @@ def test_checkpoint_kind_round_trips(catalog: Catalog, database: Database) -> No
     catalog.mark_failed(admin.id, "x", NOW)
     final = catalog.request_checkpoint(job.id, NOW, kind=CheckpointKind.FINAL)
     catalog.mark_valid(final.id, dump(final.seq), NOW)
-    adopted = catalog.adopt_checkpoint(job.id, 9, dump(9), NOW)
+    assert catalog.reserved_seq(job.id) == 4
+    with pytest.raises(CatalogConflict, match="not its reserved"):
+        catalog.record_final(job.id, 4 + FINAL_BLOCK, NOW, dump=dump(20))
+    adopted = catalog.record_final(job.id, 4, NOW, dump=dump(4))
+    assert catalog.reserved_seq(job.id) == 5
     assert [periodic.kind, admin.kind, final.kind, adopted.kind] == [
         CheckpointKind.PERIODIC,
         CheckpointKind.ADMIN,
@@ -272,7 +277,7 @@ def test_checkpoint_kind_round_trips(catalog: Catalog, database: Database) -> No
         CheckpointKind.FINAL,  # the launcher's own final checkpoint
     ]
     assert [(c.seq, c.kind) for c in catalog.checkpoints(job.id)] == [
-        (9, CheckpointKind.FINAL),
+        (4, CheckpointKind.FINAL),
         (3, CheckpointKind.FINAL),
         (2, CheckpointKind.ADMIN),
         (1, CheckpointKind.PERIODIC),

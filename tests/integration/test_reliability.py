@@ -339,7 +339,7 @@ def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
     assert report["outcome"] == "restored", report
     result = json.loads(jobdir.result_file(report["seq"]).read_text())
     assert result["kind"] == "final", result
-    # ...which the service adopted into the catalog (the service never asked for it).
+    # ...which the service recorded at the number it had reserved for it.
     assert report["seq"] in {c.seq for c in service_catalog.checkpoints(record.id)}
 
 

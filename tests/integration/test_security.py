@@ -331,9 +331,9 @@ def test_a_planted_file_stalls_neither_other_jobs_nor_the_service(
     planted: list[Path] = []
     try:
         if variant == "adopted-final-manifest-fifo":
-            # A "final checkpoint" the service never asked for: adopted when the job stops.
+            # A "final checkpoint" at the reserved number: recorded when the job stops.
             wait_until(lambda: bob_newest(service_catalog, record.id) >= 1, 40, "bob's first")
-            seq = 900
+            seq = bob.reserved(job)
         else:
             bob.stop_launcher()
             seq = bob.wait_request(job)

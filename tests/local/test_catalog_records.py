@@ -25,6 +25,7 @@ from slurm_ckpt.db.models import Checkpoint, Job
 from slurm_ckpt.db.records import field_names, from_row
 from slurm_ckpt.db.session import open_database
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, JobState
+from slurm_ckpt.errors import CatalogConflict
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DUMP = DumpResult("/store/x/1", 10, 1, 1.0, 0.1, "4.1", "xxh3_128:" + "c" * 32)
@@ -76,10 +77,20 @@ def test_kind_round_trips_and_chained_requeues_count(catalog: Catalog) -> None:
     catalog.mark_valid(first.id, DUMP, NOW)
     admin = catalog.request_checkpoint(job.id, NOW, CheckpointKind.ADMIN)
     catalog.mark_failed(admin.id, "x", NOW)
-    adopted = catalog.adopt_checkpoint(job.id, 5, DUMP, NOW)
+    in_flight = catalog.request_checkpoint(job.id, NOW)
+    # The number reserved for the launcher's own final is the one in flight, if any.
+    assert catalog.reserved_seq(job.id) == in_flight.seq == 3
+    with pytest.raises(CatalogConflict):
+        catalog.record_final(job.id, 3, NOW, dump=DUMP)
+    catalog.mark_failed(in_flight.id, "x", NOW)
+    adopted = catalog.record_final(job.id, 4, NOW, dump=DUMP)
     assert (adopted.kind, adopted.state) == (CheckpointKind.FINAL, CheckpointState.VALID)
+    failed = catalog.record_final(job.id, 5, NOW, dump=None, error="dump failed")
+    assert (failed.state, failed.error) == (CheckpointState.FAILED, "dump failed")
     assert [c.kind for c in catalog.checkpoints(job.id)] == [
         CheckpointKind.FINAL,
+        CheckpointKind.FINAL,
+        CheckpointKind.PERIODIC,
         CheckpointKind.ADMIN,
         CheckpointKind.PERIODIC,
     ]

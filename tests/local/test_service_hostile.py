@@ -20,7 +20,10 @@ from .service_fakes import USER, FakeWorld
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[FakeWorld]:
-    with FakeWorld.open(tmp_path / "store", FakeSlurm()) as w:
+    # The late watch counts in deadlines: a short one, whatever the machine configures.
+    with FakeWorld.open(
+        tmp_path / "store", FakeSlurm(), SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE="2m"
+    ) as w:
         yield w
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
-from slurm_ckpt.errors import CatalogUnavailable
+from slurm_ckpt.errors import CatalogUnavailable, SlurmUnavailable
 from slurm_ckpt.service.requests import Sent
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
@@ -349,12 +349,14 @@ def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: Fake
     assert not world.service.checkpointer.in_flight()
 
 
-def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
+def test_the_launchers_own_final_checkpoint_is_recorded_when_the_job_is_requeued(
     world: FakeWorld,
 ) -> None:
     world.job(112)
     world.service.sync()
     record = world.tracked(112)
+    jobdir = JobDir(world.store, USER, 112)
+    assert b'"seq": 1' in jobdir.final_request_file.read_bytes()  # reserved at first sight
     # Slurm's signal before a preemption: no request file, the launcher takes a final one.
     world.play_launcher(112, "USR1")
     world.slurm.set(112, restarts=1, state="PENDING", batch_host=None, node_list="")
@@ -362,14 +364,86 @@ def test_the_launchers_own_final_checkpoint_is_adopted_when_the_job_is_requeued(
     world.service.sync()
 
     (checkpoint,) = world.catalog.checkpoints(record.id)
-    assert (checkpoint.seq, checkpoint.state) == (1, CheckpointState.VALID)
-    assert published_images(JobDir(world.store, USER, 112)) == [1]
+    assert (checkpoint.seq, checkpoint.state, checkpoint.kind) == (1, "VALID", "final")
+    assert published_images(jobdir) == [1]
+    assert b'"seq": 2' in jobdir.final_request_file.read_bytes()
     # The next request continues the numbering.
     world.slurm.set(112, state="RUNNING", batch_host="node2", node_list="node2")
     world.service.sync()
     world.service.schedule.checkpoint_now(record.id)
     world.service.collect()
     assert [c.seq for c in world.catalog.valid_checkpoints(record.id)] == [2, 1]
+    assert b'"seq": 3' in jobdir.final_request_file.read_bytes()
+
+
+def test_finals_taken_while_the_service_was_away_are_recorded_in_order(
+    world: FakeWorld,
+) -> None:
+    world.job(116)
+    world.service.sync()
+    record = world.tracked(116)
+    jobdir = JobDir(world.store, USER, 116)
+    # Two preemptions with no service: the same reservation gives each its own number.
+    world.play_launcher(116, "USR1")
+    world.play_launcher(116, "USR1")
+    assert jobdir.committed_seqs() == [1, 2]
+    world.slurm.set(116, restarts=2, state="PENDING", batch_host=None, node_list="")
+
+    world.restarted_service().sync()
+
+    assert [(c.seq, c.state) for c in world.catalog.checkpoints(record.id)] == [
+        (2, "VALID"),
+        (1, "VALID"),
+    ]
+    assert published_images(jobdir) == [2, 1]
+    assert b'"seq": 3' in jobdir.final_request_file.read_bytes()
+
+
+def test_a_request_whose_signal_failed_is_still_taken_when_slurms_own_signal_answers_it(
+    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.job(117)
+    world.service.sync()
+    record = world.tracked(117)
+
+    def unreachable(job_id: int, signal: str = "USR1") -> None:
+        raise SlurmUnavailable("slurmctld is not answering")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(world.slurm, "signal_batch", unreachable)
+        assert world.service.schedule.checkpoint_now(record.id) == Sent.FAILED
+    (failed,) = world.catalog.checkpoints(record.id)
+    assert failed.state == CheckpointState.FAILED
+    # request.json stayed; Slurm's warning before a preemption makes the launcher answer it.
+    world.play_launcher(117, "USR1")
+
+    world.service.collect()
+
+    (late,) = world.catalog.checkpoints(record.id)
+    assert (late.seq, late.state) == (1, CheckpointState.VALID)
+    assert published_images(JobDir(world.store, USER, 117)) == [1]
+
+
+def test_only_the_reserved_numbers_are_recorded_and_a_failed_final_is_failed(
+    world: FakeWorld,
+) -> None:
+    world.job(115)
+    world.service.sync()
+    record = world.tracked(115)
+    jobdir = JobDir(world.store, USER, 115)
+    # A result at a number nobody reserved is never looked at.
+    jobdir.results_dir.mkdir(exist_ok=True)
+    jobdir.result_file(40).write_text('{"job_id": 115, "seq": 40, "ok": true}')
+    world.failing[115] = "dump failed: TCP socket"
+    world.play_launcher(115, "USR1")
+    world.slurm.set(115, restarts=1, state="PENDING", batch_host=None, node_list="")
+
+    world.service.sync()
+
+    (checkpoint,) = world.catalog.checkpoints(record.id)
+    assert (checkpoint.seq, checkpoint.state, checkpoint.kind) == (1, "FAILED", "final")
+    assert "TCP socket" in str(checkpoint.error)
+    assert b'"seq": 2' in jobdir.final_request_file.read_bytes()
 
 
 def test_a_result_collected_while_the_catalog_is_down_is_completed_later(

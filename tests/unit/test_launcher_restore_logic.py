@@ -8,9 +8,11 @@ import pwd
 import time
 from pathlib import Path
 
+import pytest
+
 from slurm_ckpt.config import load_settings
 from slurm_ckpt.dump.fake import FAKE_IMAGE, FakeDumper
-from slurm_ckpt.exchange import Attempt
+from slurm_ckpt.exchange import FINAL_BLOCK, Attempt
 from slurm_ckpt.launcher.restore import process_age
 from slurm_ckpt.launcher.session import Job, Session
 from slurm_ckpt.store import writer
@@ -120,20 +122,26 @@ def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
     assert "job 43" in report.attempts[0].error
 
 
-def test_a_final_checkpoint_newer_than_the_published_list_is_tried_first(
+def reserve(jobdir: JobDir, seq: int) -> None:
+    """The service's reservation of the number for the next checkpoint without a request."""
+    jobdir.final_request_file.write_text(
+        f'{{"job_id": {jobdir.job_id}, "seq": {seq}, "kind": "final"}}'
+    )
+
+
+def test_the_reserved_checkpoint_newer_than_the_published_list_is_tried_first(
     tmp_path: Path,
 ) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper)
     take(session.jobdir, dumper, 1)
     write_published_images(session.jobdir, [1])
-    # The launcher's own final checkpoint at a preemption: committed, result ok,
-    # not yet seen by the service.
+    # The launcher's own final checkpoint at a preemption, at the reserved number:
+    # committed, result ok, not yet seen by the service.
     final = take(session.jobdir, dumper, 2)
     session.jobdir.results_dir.mkdir(exist_ok=True)
     session.jobdir.result_file(2).write_text('{"seq": 2, "ok": true}')
-    # A committed folder whose result is missing (a crash before the result) is ignored.
-    take(session.jobdir, dumper, 3)
+    reserve(session.jobdir, 2)
 
     report = session._restore()
 
@@ -141,10 +149,34 @@ def test_a_final_checkpoint_newer_than_the_published_list_is_tried_first(
     assert dumper.restored == [final]
 
 
+@pytest.mark.parametrize(
+    ("case", "restored"), [("result ok", 3), ("no result", 1), ("result not ok", 1)]
+)
+def test_an_unlisted_newer_image_is_tried_first_only_with_its_result_ok(
+    tmp_path: Path, case: str, restored: int
+) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper)
+    images = {1: take(session.jobdir, dumper, 1)}
+    write_published_images(session.jobdir, [1])
+    # An answer or final the service has not published (its list was not written).
+    images[3] = take(session.jobdir, dumper, 3)
+    session.jobdir.results_dir.mkdir(exist_ok=True)
+    if case != "no result":
+        ok = "false" if case == "result not ok" else "true"
+        session.jobdir.result_file(3).write_text(f'{{"seq": 3, "ok": {ok}}}')
+
+    report = session._restore()
+
+    assert (report.outcome, report.seq) == ("restored", restored)
+    assert dumper.restored == [images[restored]]
+
+
 def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper, restart_count=0)
     session.child = FREE_PID
+    reserve(session.jobdir, 1)
     first = session.checkpoint()  # Slurm's signal, no request: final checkpoint 1
     assert first is not None and first.ok and first.kind == "final"
     session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
@@ -155,6 +187,59 @@ def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path
     result = session.jobdir.result_file(1).read_text()
     assert '"kind": "final"' in result and '"ok": true' in result
     assert dumper.dumped == [FREE_PID]
+
+
+def test_slurms_signal_after_a_request_took_the_reserved_number_takes_the_next(
+    tmp_path: Path,
+) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    reserve(session.jobdir, 1)
+    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
+    assert session.checkpoint() is not None  # the request
+
+    final = session.checkpoint()  # Slurm's signal: number 1 is answered
+
+    assert final is not None and (final.seq, final.kind) == (2, "final")
+
+
+def test_finals_step_over_used_numbers_and_leftovers_and_stop_at_the_blocks_end(
+    tmp_path: Path,
+) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    reserve(session.jobdir, 5)
+    take(session.jobdir, dumper, 5)  # committed, its result never written (killed)
+    writer.begin_checkpoint(session.jobdir, 6)  # a dump cut off in staging
+    taken = []
+    for _ in range(FINAL_BLOCK - 2):
+        result = session.checkpoint()  # the service is away: no new reservation
+        assert result is not None and result.ok
+        taken.append(result.seq)
+
+    assert taken == list(range(7, 5 + FINAL_BLOCK))
+    assert session.checkpoint() is None  # every reserved number is used
+
+
+@pytest.mark.parametrize(
+    "reservation",
+    [None, "{", '{"job_id": 43, "seq": 1, "kind": "final"}', '{"job_id": 42, "seq": 1}'],
+)
+def test_without_a_usable_reservation_no_final_checkpoint_is_taken(
+    tmp_path: Path, reservation: str | None
+) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    if reservation is not None:
+        session.jobdir.final_request_file.write_text(reservation)
+
+    assert session.checkpoint() is None
+
+    assert dumper.dumped == []
+    assert not session.jobdir.results_dir.exists() or not any(session.jobdir.results_dir.iterdir())
 
 
 def test_process_age_counts_from_the_process_start() -> None:

@@ -54,12 +54,14 @@ def _commit(store: Path, seq: int) -> Path:
     return path
 
 
-def test_request_and_image_list_are_written_atomically(store: Path) -> None:
+def test_requests_and_image_list_are_written_atomically(store: Path) -> None:
     files = JobFiles(store)
     files.write_request(ME, b'{"seq": 1}')
+    files.write_final_request(ME, b'{"seq": 2}')
     files.publish(ME, b'{"images": []}')
     folder = store / MY_NAME / str(ME.slurm_job_id)
     assert (folder / "request.json").read_bytes() == b'{"seq": 1}'
+    assert (folder / "final-request.json").read_bytes() == b'{"seq": 2}'
     assert (folder / "images.json").read_bytes() == b'{"images": []}'
     assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -68,7 +70,6 @@ def test_a_missing_job_folder_is_a_clear_error_or_the_default(store: Path) -> No
     files = JobFiles(store)
     other = JobRef(MY_NAME, 8, ME.uid)
     assert not files.exists(other)
-    assert files.committed_seqs(other) == []
     assert files.read_result(other, 1) is None
     with pytest.raises(StoreError, match="does not exist"):
         files.write_request(other, b"{}")
@@ -138,7 +139,6 @@ def test_checkpoints_are_deleted_without_following_links(store: Path, tmp_path: 
     path = _commit(store, 1)
     (path / "link").symlink_to(precious)
     files = JobFiles(store)
-    assert files.committed_seqs(ME) == [1]
     assert files.delete_checkpoint(ME, 1)
     assert not path.exists() and (precious / "keep").read_text() == "keep"
     assert files.delete_checkpoint(ME, 1)  # already gone is gone

@@ -58,13 +58,11 @@ def test_bad_job_id_in_job_dir_is_refused(tmp_path: Path, job_id: int) -> None:
         JobDir(tmp_path, ME, job_id)
 
 
-def test_empty_or_missing_job_has_seq_one(tmp_path: Path) -> None:
+def test_empty_or_missing_job_has_no_committed_checkpoint(tmp_path: Path) -> None:
     job = JobDir(tmp_path, ME, 5)
     assert job.committed_seqs() == []
-    assert job.next_seq() == 1
     make_job(tmp_path, 5)
     assert job.committed_seqs() == []
-    assert job.next_seq() == 1
 
 
 def test_committed_seqs_lists_only_six_digit_folders(tmp_path: Path) -> None:
@@ -78,19 +76,6 @@ def test_committed_seqs_lists_only_six_digit_folders(tmp_path: Path) -> None:
     (job.checkpoints_dir / "000007").write_text("a file, not a folder")
     (job.checkpoints_dir / "000008").symlink_to(job.checkpoints_dir / "000001")
     assert job.committed_seqs() == [1, 3, 10]
-
-
-def test_next_seq_counts_checkpoints_results_and_staging(tmp_path: Path) -> None:
-    job = make_job(tmp_path, 5)
-    (job.checkpoints_dir / "000002").mkdir()
-    assert job.next_seq() == 3
-    job.result_file(4).write_text("{}")
-    assert job.next_seq() == 5
-    (job.staging_dir / "000009.abc123").mkdir()
-    assert job.next_seq() == 10
-    (job.results_dir / "999999.txt").write_text("not a result name")
-    (job.staging_dir / "000500").mkdir()  # no random suffix: not a staging name
-    assert job.next_seq() == 10
 
 
 def test_ensure_job_dir_creates_private_folders(tmp_path: Path) -> None:
