@@ -216,8 +216,8 @@ class Checkpointer:
     def interrupted(self, job: JobRecord, now: datetime) -> None:
         """A job stopped running or was requeued: its launcher may have taken a final
         checkpoint of its own; a stopped one leaves no dump running to stage."""
-        with self._completing:
-            self._collect(now)  # an answer that arrived first: its number is then used
+        # No collect here: this runs in the sync pass, which holds the requeue lock that a
+        # completed chain step takes (a deadlock); the request's own collect records it.
         if not self.busy(job.id):  # else the request keeps its number: collect records it
             self.finals.record(job, now)
         if job.state == JobState.RUNNING:
