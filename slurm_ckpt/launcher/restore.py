@@ -54,17 +54,6 @@ def with_log(exc: BaseException) -> str:
     return str(exc)
 
 
-def final_request(jobdir: JobDir, job_id: int) -> exchange.CheckpointRequest | None:
-    """Where the numbers the service reserved for checkpoints taken without a request
-    start (final-request.json); None when there is none yet.
-    Raises OSError or exchange.BadRequest for one that cannot be used."""
-    try:
-        data = jobdir.final_request_file.read_bytes()[: exchange.MAX_MESSAGE_BYTES + 1]
-    except FileNotFoundError:
-        return None
-    return exchange.parse_request(data, job_id)
-
-
 class Restorer:
     """One restart of job `job_id`: tries its images and, once one is restored,
     holds the restored tree's pid in `child`."""

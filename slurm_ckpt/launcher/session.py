@@ -41,7 +41,7 @@ from slurm_ckpt.exchange import (
     RestartReport,
 )
 from slurm_ckpt.launcher.filesaver import FileSaver, Saving
-from slurm_ckpt.launcher.restore import Restorer, final_request, with_log, write_report
+from slurm_ckpt.launcher.restore import Restorer, with_log, write_report
 from slurm_ckpt.store import writer
 from slurm_ckpt.store.atomic import write_atomic
 from slurm_ckpt.store.layout import MAX_SEQ, JobDir, seq_name
@@ -66,6 +66,17 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def final_request(jobdir: JobDir, job_id: int) -> exchange.CheckpointRequest | None:
+    """Where the numbers the service reserved for checkpoints taken without a request
+    start (final-request.json); None when there is none yet.
+    Raises OSError or exchange.BadRequest for one that cannot be used."""
+    try:
+        data = jobdir.final_request_file.read_bytes()[: exchange.MAX_MESSAGE_BYTES + 1]
+    except FileNotFoundError:
+        return None
+    return exchange.parse_request(data, job_id)
 
 
 @dataclass
