@@ -10,7 +10,8 @@ and nothing runs inside a signal handler:
 - SIGCHLD: the workload may have ended; its status becomes ours.
 - SIGUSR1: take a checkpoint, as request.json says, or a final one when there
   is no request (Slurm's own warning before a time limit or a preemption), at
-  the lowest unused number the service reserved in final-request.json.
+  the lowest unused number the service reserved in final-request.json (the
+  first numbers when it has reserved none yet).
 - SIGTERM, SIGINT, SIGHUP, SIGCONT, SIGUSR2: forwarded to the workload's group.
 
 On a restart the workload is an image restored by `restore.Restorer` instead.
@@ -196,19 +197,19 @@ class Session:
 
     def _reserved(self) -> CheckpointRequest | None:
         """The block of numbers the service reserved for checkpoints on Slurm's own
-        signal (final-request.json: FINAL_BLOCK numbers from its seq); None, logged,
-        when there is none or it cannot be used."""
+        signal (final-request.json: FINAL_BLOCK numbers from its seq), the first block
+        when there is none yet; None, logged, when it cannot be used."""
         try:
             reserved = final_request(self.jobdir, self.job.job_id)
         except (OSError, exchange.BadRequest) as exc:
             log.error("%s unusable: %s", self.jobdir.final_request_file, exc)
             return None
         if reserved is None:
-            log.warning(
-                "the service has reserved no checkpoint numbers for this job yet"
-                " (is slurm-ckptd running?)"
-            )
-        elif reserved.kind != CheckpointKind.FINAL:
+            # The service writes a reservation before it numbers anything for a job,
+            # so without one the catalog has numbered nothing yet: the first block.
+            log.info("no reserved numbers yet (the service has not seen this job): taking 1 on")
+            return CheckpointRequest(job_id=self.job.job_id, seq=1, kind=CheckpointKind.FINAL)
+        if reserved.kind != CheckpointKind.FINAL:
             log.error("the reserved numbers' request is of kind %s, not final", reserved.kind)
             return None
         return reserved
@@ -217,7 +218,7 @@ class Session:
         """A final checkpoint at the lowest reserved number this folder has no trace of
         (no result, image or staging leftover); None, logged, when there is none."""
         if reserved is None:
-            log.warning("no final checkpoint: no reserved number")
+            log.warning("no final checkpoint: the reserved numbers cannot be used")
             return None
         last = min(reserved.seq + exchange.FINAL_BLOCK, MAX_SEQ + 1)
         for seq in range(reserved.seq, last):
@@ -252,15 +253,17 @@ class Session:
             self.jobdir.results_dir.mkdir(mode=0o700, exist_ok=True)
             write_atomic(self.jobdir.results_dir / "rejected-request.txt", f"{exc}\n".encode())
             return None
+        if request is not None and os.path.lexists(self.jobdir.result_file(request.seq)):
+            # One dump per number: the number was answered already (our own final a
+            # moment before the request came, or a request left behind when its
+            # signal never came). That result stands and the service reads it; this
+            # signal may be Slurm's own, so it still gets a final of its own.
+            log.info("checkpoint %d was taken already; taking a final instead", request.seq)
+            request = None
         if request is None:
             request = self._final(self._reserved())
             if request is None:
                 return None
-        elif self.jobdir.result_file(request.seq).exists():
-            # One dump per number: our own final checkpoint took the number a moment
-            # ago. Its result stands; the service reads it.
-            log.info("checkpoint %d was taken already; request answered by it", request.seq)
-            return None
         result = self._dump(request)
         self.jobdir.results_dir.mkdir(mode=0o700, exist_ok=True)
         write_atomic(self.jobdir.result_file(request.seq), result.to_json())

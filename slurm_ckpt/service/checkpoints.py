@@ -95,6 +95,13 @@ class Checkpointer:
             return Sent.BACKING_OFF
         if self.busy(job.id):
             return Sent.IN_FLIGHT
+        if not self.finals.reserve(job):
+            # Numbered before its block is in place, the launcher's finals would
+            # take numbers the catalog gave out.
+            log.warning(
+                "job %d: no checkpoint: its reserved numbers cannot be written", job.slurm_job_id
+            )
+            return Sent.FAILED
         if not self.admission.try_acquire(job.id, str(self.files.store_root)):
             log.debug("job %d: admission full, not now", job.slurm_job_id)
             return Sent.ADMISSION_FULL

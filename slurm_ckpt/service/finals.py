@@ -14,9 +14,10 @@ taken.
 
 When the job stops or is requeued, the results in the block are recorded in
 order: VALID once an image verifies, else FAILED; then the list of valid images
-is published. Nothing else in a job's folder is looked at. Without a
-reservation (the service never saw the job running) the launcher takes no
-final checkpoint and says so in its log.
+is published. Nothing else in a job's folder is looked at. A reservation is
+written before the service numbers anything for a job, so a launcher that finds
+none (the service has not seen the job running yet) takes the first block,
+from 1: the numbers the catalog gives a job it has not numbered.
 """
 
 from __future__ import annotations
@@ -50,28 +51,32 @@ class Finals:
     _writing: dict[int, threading.Lock] = field(init=False, default_factory=dict)  # by job id
     _written: dict[int, int] = field(init=False, default_factory=dict)  # job id -> seq
 
-    def reserve(self, job: JobRecord) -> None:
-        """Write the job's reserved block into its folder (again when it moved).
-        Never raises: what could not be written is tried again by the next sync."""
+    def reserve(self, job: JobRecord) -> bool:
+        """Write the job's reserved block into its folder (again when it moved); True
+        when it is in place. Never raises: what could not be written is tried again
+        by the next sync, and no request is made for the job before it is (the
+        launcher takes a missing reservation for the first block)."""
+        try:
+            self._reserve(job)
+        except (CkptError, OSError) as exc:
+            log.debug("job %d: reserved numbers not written: %s", job.slurm_job_id, exc)
+            with self._lock:
+                self._written.pop(job.id, None)
+            return False
+        return True
+
+    def _reserve(self, job: JobRecord) -> None:
         # The job's own lock, across the catalog read and the write: an older block
         # never lands last, and one stuck folder holds up no other job.
         with self._lock:
             writing = self._writing.setdefault(job.id, threading.Lock())
         with writing:
-            try:
-                seq = self.catalog.reserved_seq(job.id)
-                with self._lock:
-                    if self._written.get(job.id) == seq:
-                        return
-                request = CheckpointRequest(
-                    job_id=job.slurm_job_id, seq=seq, kind=CheckpointKind.FINAL
-                )
-                self.files.write_final_request(self.images.ref(job), request.to_json())
-            except (CkptError, OSError) as exc:
-                log.debug("job %d: reserved numbers not written: %s", job.slurm_job_id, exc)
-                with self._lock:
-                    self._written.pop(job.id, None)
-                return
+            seq = self.catalog.reserved_seq(job.id)
+            with self._lock:
+                if self._written.get(job.id) == seq:
+                    return
+            request = CheckpointRequest(job_id=job.slurm_job_id, seq=seq, kind=CheckpointKind.FINAL)
+            self.files.write_final_request(self.images.ref(job), request.to_json())
             with self._lock:
                 self._written[job.id] = seq
 

@@ -22,7 +22,7 @@ class Sent(StrEnum):
     BACKING_OFF = "backing off"  # recent failures: not before the back-off ends
     ADMISSION_FULL = "admission full"  # too many dumps in flight: try again shortly
     IN_FLIGHT = "in flight"  # this job already has one
-    FAILED = "failed"  # recorded as FAILED with the reason
+    FAILED = "failed"  # recorded as FAILED with the reason, or not requested (logged)
 
 
 @dataclass(frozen=True)

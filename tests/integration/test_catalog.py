@@ -266,7 +266,7 @@ def test_checkpoint_kind_round_trips(catalog: Catalog, database: Database) -> No
     final = catalog.request_checkpoint(job.id, NOW, kind=CheckpointKind.FINAL)
     catalog.mark_valid(final.id, dump(final.seq), NOW)
     assert catalog.reserved_seq(job.id) == 4
-    with pytest.raises(CatalogConflict, match="not its reserved"):
+    with pytest.raises(CatalogConflict, match="not among its reserved"):
         catalog.record_final(job.id, 4 + FINAL_BLOCK, NOW, dump=dump(20))
     adopted = catalog.record_final(job.id, 4, NOW, dump=dump(4))
     assert catalog.reserved_seq(job.id) == 5

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
-from slurm_ckpt.errors import CatalogUnavailable, SlurmUnavailable
+from slurm_ckpt.errors import CatalogUnavailable, SlurmUnavailable, UnsafeJobDir
 from slurm_ckpt.service.requests import Sent
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
@@ -397,6 +397,50 @@ def test_finals_taken_while_the_service_was_away_are_recorded_in_order(
     ]
     assert published_images(jobdir) == [2, 1]
     assert b'"seq": 3' in jobdir.final_request_file.read_bytes()
+
+
+def test_finals_taken_before_the_service_first_saw_the_job_are_recorded(
+    world: FakeWorld,
+) -> None:
+    world.job(118)
+    jobdir = JobDir(world.store, USER, 118)
+    # The job started while the service was away and was warned twice: no
+    # reservation yet, so the launcher took the first numbers.
+    world.play_launcher(118, "USR1")
+    world.play_launcher(118, "USR1")
+    assert not jobdir.final_request_file.exists()
+    world.service.sync()
+    record = world.tracked(118)
+    world.slurm.set(118, restarts=1, state="PENDING", batch_host=None, node_list="")
+
+    world.service.sync()
+
+    assert [(c.seq, c.state, c.kind) for c in world.catalog.checkpoints(record.id)] == [
+        (2, "VALID", "final"),
+        (1, "VALID", "final"),
+    ]
+    assert published_images(jobdir) == [2, 1]
+
+
+def test_no_number_is_given_out_before_the_reservation_is_in_place(
+    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.job(119)
+    finals = world.service.checkpointer.finals
+
+    def refused(ref: object, data: bytes) -> None:
+        raise UnsafeJobDir("not the owner's", path=world.store)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(finals.files, "write_final_request", refused)
+        world.service.sync()
+        record = world.tracked(119)
+        assert world.service.schedule.checkpoint_now(record.id) == Sent.FAILED
+    assert world.catalog.checkpoints(record.id) == []
+    assert not JobDir(world.store, USER, 119).request_file.exists()
+
+    assert world.service.schedule.checkpoint_now(record.id) == Sent.SENT
+    assert b'"seq": 1' in JobDir(world.store, USER, 119).final_request_file.read_bytes()
 
 
 def test_a_request_whose_signal_failed_is_still_taken_when_slurms_own_signal_answers_it(

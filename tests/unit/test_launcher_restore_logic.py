@@ -172,7 +172,9 @@ def test_an_unlisted_newer_image_is_tried_first_only_with_its_result_ok(
     assert dumper.restored == [images[restored]]
 
 
-def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path) -> None:
+def test_a_request_for_a_seq_already_taken_keeps_the_first_result_and_takes_a_final(
+    tmp_path: Path,
+) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper, restart_count=0)
     session.child = FREE_PID
@@ -181,12 +183,33 @@ def test_a_request_for_a_seq_already_taken_keeps_the_first_result(tmp_path: Path
     assert first is not None and first.ok and first.kind == "final"
     session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
 
-    again = session.checkpoint()  # the service asks for 1 too
+    # The service asks for 1 too, or request 1 was left behind and this is Slurm's
+    # signal: 1 keeps its first result, and the signal gets a final of its own.
+    again = session.checkpoint()
 
-    assert again is None
+    assert again is not None and (again.seq, again.kind) == (2, "final")
     result = session.jobdir.result_file(1).read_text()
     assert '"kind": "final"' in result and '"ok": true' in result
-    assert dumper.dumped == [FREE_PID]
+    assert not session.jobdir.request_file.exists()
+    assert dumper.dumped == [FREE_PID, FREE_PID]
+
+
+def test_a_request_left_behind_never_costs_slurms_signal_its_final(tmp_path: Path) -> None:
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    reserve(session.jobdir, 3)
+    # Request 3 answered by a final; then the service's request 3 was written but
+    # its signal never came.
+    take(session.jobdir, dumper, 3)
+    session.jobdir.results_dir.mkdir(exist_ok=True)
+    session.jobdir.result_file(3).write_text('{"job_id": 42, "seq": 3, "ok": true}')
+    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 3}')
+
+    final = session.checkpoint()  # Slurm's warning before a preemption
+
+    assert final is not None and final.ok and (final.seq, final.kind) == (4, "final")
+    assert session.jobdir.checkpoint(4).exists()
 
 
 def test_slurms_signal_after_a_request_took_the_reserved_number_takes_the_next(
@@ -223,18 +246,32 @@ def test_finals_step_over_used_numbers_and_leftovers_and_stop_at_the_blocks_end(
     assert session.checkpoint() is None  # every reserved number is used
 
 
+def test_without_a_reservation_the_first_block_is_used(tmp_path: Path) -> None:
+    # The service writes a reservation before it numbers anything: without one (the
+    # job started while the service was away) the catalog has numbered nothing.
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+
+    taken = [session.checkpoint(), session.checkpoint()]
+
+    assert [(r.seq, r.kind, r.ok) for r in taken if r is not None] == [
+        (1, "final", True),
+        (2, "final", True),
+    ]
+
+
 @pytest.mark.parametrize(
     "reservation",
-    [None, "{", '{"job_id": 43, "seq": 1, "kind": "final"}', '{"job_id": 42, "seq": 1}'],
+    ["{", '{"job_id": 43, "seq": 1, "kind": "final"}', '{"job_id": 42, "seq": 1}'],
 )
 def test_without_a_usable_reservation_no_final_checkpoint_is_taken(
-    tmp_path: Path, reservation: str | None
+    tmp_path: Path, reservation: str
 ) -> None:
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper, restart_count=0)
     session.child = FREE_PID
-    if reservation is not None:
-        session.jobdir.final_request_file.write_text(reservation)
+    session.jobdir.final_request_file.write_text(reservation)
 
     assert session.checkpoint() is None
 
