@@ -1,7 +1,12 @@
-# slurm-ckpt: developer entry points. Run as root on Debian 12.
+# slurm-ckpt: developer entry points. Run as root on Debian 12 or 13.
 #   make demo     set up, run the end-to-end demo on a local 2-node cluster
 #   make test     set up, run every tier of tests (cluster up and down)
 #   make bench    run every benchmark and write docs/benchmarks.md (about 20 minutes)
+
+# SLURM_RELEASE=24.11 make ... builds and runs that Slurm instead of Debian's
+# (README "Slurm releases"); its commands come first on PATH for every target.
+SLURM_HOME := $(or $(SLURM_CKPT_PREFIX),/opt/slurm-ckpt)/slurm/current
+export PATH := $(SLURM_HOME)/bin:$(SLURM_HOME)/sbin:$(PATH)
 
 VENV   ?= $(CURDIR)/.venv
 PYTHON := $(VENV)/bin/python
@@ -28,10 +33,16 @@ cluster-status:
 # Unit and integration tests in one run; the integration fixtures bring the
 # cluster up through scripts/cluster.sh and down again. The report check fails
 # the run when integration tests were skipped or none ran.
+# Then the end-to-end core (tests marked core) on each of TEST_RELEASES but the
+# distribution's own, built from Debian's source archive once and kept
+# (scripts/test-releases.sh): 24.11 on Debian 12, 22.05 on Debian 13.
+TEST_RELEASES ?= 22.05 24.11
+
 test: setup lint
 	@mkdir -p build
 	$(PYTEST) -p no:cacheprovider --junitxml=$(REPORT) tests; rc=$$?; \
 	$(PYTHON) scripts/check_test_report.py $(REPORT) --pytest-exit $$rc
+	scripts/test-releases.sh $(TEST_RELEASES)
 
 test-unit:
 	$(PYTEST) -p no:cacheprovider -m unit tests/unit

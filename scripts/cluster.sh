@@ -9,6 +9,10 @@
 #   scripts/cluster.sh kill-node N   kill -9 node N's slurmd, its slurmstepds and their jobs
 #   scripts/cluster.sh start-node N  start node N's slurmd again
 #
+# It runs the Slurm the set-up selected (SLURM_RELEASE, scripts/slurm.sh): its
+# daemons, and its commands first on PATH. Each release keeps its own controller
+# state and job ids (FirstJobId), so switching releases loses nothing of either.
+#
 # Environment: SLURM_CKPT_CLUSTER_STATE (default /var/lib/slurm-ckpt-cluster),
 # SLURM_CKPT_CLUSTER_LOG (default /var/log/slurm-ckpt-cluster), SLURM_CKPT_PREFIX
 # (where the plugins are installed, default /opt/slurm-ckpt), SLURM_CKPT_LAUNCHER
@@ -18,6 +22,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
+# shellcheck source=scripts/slurm.sh
+. "$REPO/scripts/slurm.sh"
 
 STATE=${SLURM_CKPT_CLUSTER_STATE:-/var/lib/slurm-ckpt-cluster}
 LOGDIR=${SLURM_CKPT_CLUSTER_LOG:-/var/log/slurm-ckpt-cluster}
@@ -36,7 +42,31 @@ CKPT_CONF=/etc/slurm-ckpt/config.toml
 SERVICE_PID=$STATE/slurm-ckptd.pid
 
 [ "$(id -u)" -eq 0 ] || die "run as root"
-command -v slurmctld >/dev/null || die "Slurm is not installed: run scripts/setup-system.sh first"
+SLURM_HOME=$(slurm_home)
+[ -x "$SLURM_HOME/sbin/slurmctld" ] || die "Slurm is not installed: run scripts/setup-system.sh first"
+export PATH="$SLURM_HOME/bin:$SLURM_HOME/sbin:$PATH"
+# Where the running daemons' Slurm lives, written at start-up.
+RUNNING_HOME=$STATE/slurm-home
+
+# Debian's package keeps the paths of earlier versions of this script; a built
+# release has its own controller state, node spools and job id range.
+release_state() {
+    if [ "$SLURM_HOME" = /usr ]; then
+        echo "$STATE"
+    else
+        echo "$STATE/slurm-$(slurm_version "$SLURM_HOME")"
+    fi
+}
+
+# The first job id of the release (24.11 -> 2411000), so that job ids, the
+# catalog's keys and the store's folders never collide between releases.
+first_job_id() {
+    if [ "$SLURM_HOME" = /usr ]; then
+        echo 1
+    else
+        slurm_version "$SLURM_HOME" | awk -F. '{printf "%d\n", ($1 * 100 + $2) * 1000}'
+    fi
+}
 
 # A killed daemon can stay a zombie for a moment (this machine's PID 1 reaps
 # late): that counts as dead.
@@ -55,7 +85,10 @@ render_config() {
     local mem
     # Two nodes share this machine's memory.
     mem=$(( $(slurmd -C | sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p') / 2 ))
-    local new; new=$(sed -e "s|@STATE@|$STATE|g" -e "s|@LOG@|$LOGDIR|g" -e "s|@MEMORY@|$mem|g" -e "s|@MARKER@|$MARKER|" "$REPO/scripts/cluster/slurm.conf.in")
+    local rstate; rstate=$(release_state)
+    local new; new=$(sed -e "s|@STATE@|$STATE|g" -e "s|@RSTATE@|$rstate|g" -e "s|@LOG@|$LOGDIR|g" \
+        -e "s|@MEMORY@|$mem|g" -e "s|@FIRST_JOB_ID@|$(first_job_id)|g" -e "s|@MARKER@|$MARKER|" \
+        "$REPO/scripts/cluster/slurm.conf.in")
     if [ ! -f "$CONF" ] || [ "$new" != "$(cat "$CONF")" ]; then
         mkdir -p /etc/slurm
         printf '%s\n' "$new" > "$CONF"
@@ -63,13 +96,13 @@ render_config() {
         log "cluster: wrote $CONF"
         CONFIG_CHANGED=1
     fi
-    install -d -o slurm -g slurm -m 0755 "$STATE/ctld" "$LOGDIR"
+    install -d -o slurm -g slurm -m 0755 "$rstate/ctld" "$LOGDIR"
     # The image store at its default place; on one machine every "node" sees it.
     # 0711 root: users pass through but can neither write nor list; each one's
     # <store>/<user>/ is made by slurm-ckptd (docs/security.md).
     install -d -m 0755 /var/lib/slurm-ckpt
     install -d -m 0711 /var/lib/slurm-ckpt/store
-    for n in "${NODES[@]}"; do install -d -m 0755 "$STATE/$n"; done
+    for n in "${NODES[@]}"; do install -d -m 0755 "$rstate/$n"; done
     touch "$LOGDIR/slurmctld.log" && chown slurm:slurm "$LOGDIR/slurmctld.log"
 }
 
@@ -190,7 +223,7 @@ start_munge() {
 start_ctld() {
     local fresh=0
     if ! pid_alive "$STATE/slurmctld.pid"; then
-        /usr/sbin/slurmctld
+        "$SLURM_HOME/sbin/slurmctld"
         fresh=1
         log "cluster: slurmctld started"
     fi
@@ -211,7 +244,7 @@ start_ctld() {
 start_node() {
     local n=$1
     if pid_alive "$STATE/slurmd-$n.pid"; then return; fi
-    /usr/sbin/slurmd -N "$n"
+    "$SLURM_HOME/sbin/slurmd" -N "$n"
     log "cluster: slurmd -N $n started"
 }
 
@@ -241,8 +274,20 @@ restart_daemons() {
     log "cluster: stopped slurmctld and slurmd to restart them with the new slurm.conf"
 }
 
+# Daemons of another Slurm release: bring that cluster down with its own
+# commands first (its jobs end; its controller state stays for its next run).
+leave_other_release() {
+    local running
+    running=$(cat "$RUNNING_HOME" 2>/dev/null || echo /usr)
+    [ "$running" != "$SLURM_HOME" ] || return 0
+    pid_alive "$STATE/slurmctld.pid" || ls "$STATE"/slurmd-*.pid >/dev/null 2>&1 || return 0
+    log "cluster: Slurm $(slurm_version "$running") is running; bringing it down for $(slurm_version "$SLURM_HOME")"
+    (SLURM_HOME=$running; PATH="$running/bin:$running/sbin:$PATH"; cmd_down)
+}
+
 cmd_up() {
     local t0=$EPOCHREALTIME
+    leave_other_release
     CONFIG_CHANGED=0
     render_config
     if [ $CONFIG_CHANGED -eq 1 ] && pid_alive "$STATE/slurmctld.pid"; then
@@ -252,10 +297,12 @@ cmd_up() {
     install_settings
     raise_pid_max
     start_munge
+    echo "$SLURM_HOME" > "$RUNNING_HOME"
     start_ctld
     for n in "${NODES[@]}"; do start_node "$n"; done
     for n in "${NODES[@]}"; do wait_idle "$n"; done
     start_service
+    log "cluster: Slurm $(slurm_version "$SLURM_HOME") ($SLURM_HOME)"
     log "cluster: up in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')s"
 }
 
@@ -328,6 +375,12 @@ cmd_kill_node() {
     rm -f "$STATE/slurmd-$n.pid"
     log "cluster: killed node $n ($(echo $all | wc -w) processes)"
 }
+
+# Every command but `up` acts on the daemons that run, of whichever release.
+if [ "${1:-}" != up ] && [ -f "$RUNNING_HOME" ] && [ -x "$(cat "$RUNNING_HOME")/sbin/slurmctld" ]; then
+    SLURM_HOME=$(cat "$RUNNING_HOME")
+    PATH="$SLURM_HOME/bin:$SLURM_HOME/sbin:$PATH"
+fi
 
 case ${1:-} in
     up) cmd_up ;;

@@ -29,6 +29,29 @@ wait_for() {
     done
 }
 
+# apt_install PACKAGE...: install what is missing, without starting any daemon
+# (the cluster scripts start them with our configuration, and machines without
+# an init system have no service manager to start them with).
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    log "packages: installing ${missing[*]}"
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        created_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ $created_policy -eq 1 ] && rm -f "$policy"
+    log "packages: done"
+}
+
 # apt with a private configuration in $1 (sources.list, lists, cache), so the
 # machine's own sources are left untouched.
 criu_apt() {
@@ -38,56 +61,68 @@ criu_apt() {
         -o Debug::NoLocking=1 -o APT::Sandbox::User=root
 }
 
-# criu_source WANT CACHE SUITES: print the path of CRIU's upstream source tarball
-# in CACHE, of upstream version WANT ("" = the newest in SUITES), checked against
-# the SHA-256 of the signed Sources index apt verified. A tarball already in
-# CACHE is checked against the SHA-256 recorded beside it when it was fetched.
-criu_source() {
-    local want=$1 cache=$2 suites=$3
+# debian_source PACKAGE WANT CACHE SUITES: print the path of PACKAGE's upstream
+# source tarball (PACKAGE_VERSION.orig.tar.*) in CACHE, of upstream version WANT
+# ("" = the newest in SUITES; "X.Y" = the newest X.Y.*), checked against the
+# SHA-256 of the signed Sources index apt verified. A tarball already in CACHE is
+# checked against the SHA-256 recorded beside it when it was fetched.
+debian_source() {
+    local pkg=$1 want=$2 cache=$3 suites=$4 kept
     install -d -m 0755 "$cache"
-    if [ -n "$want" ] && [ -f "$cache/criu_$want.orig.tar.xz" ] \
-        && [ -f "$cache/criu_$want.orig.tar.xz.sha256" ]; then
-        (cd "$cache" && sha256sum -c --quiet "criu_$want.orig.tar.xz.sha256") \
-            || die "criu: $cache/criu_$want.orig.tar.xz does not match its .sha256; remove both and retry"
-        echo "$cache/criu_$want.orig.tar.xz"
-        return
+    if [ -n "$want" ]; then
+        # The newest kept tarball of that version, or of that release series.
+        kept=$(find "$cache" -maxdepth 1 -name "${pkg}_*.orig.tar.*.sha256" -printf '%f\n' \
+            | sed -e "s/^${pkg}_//" -e 's/\.orig\.tar\..*//' \
+            | awk -v v="$want" '$0 == v || index($0, v ".") == 1' | sort -V | tail -n1)
+        if [ -n "$kept" ]; then
+            local file; file=$(basename "$(find "$cache" -maxdepth 1 -name "${pkg}_$kept.orig.tar.*.sha256" | head -n1)" .sha256)
+            (cd "$cache" && sha256sum -c --quiet "$file.sha256") \
+                || die "$pkg: $cache/$file does not match its .sha256; remove both and retry"
+            echo "$cache/$file"
+            return
+        fi
     fi
     local mirror work
-    mirror=$(debian_mirror) || die "criu: no Debian mirror found in /etc/apt/sources.list*; add one and retry"
-    work=$(mktemp -d /var/tmp/slurm-ckpt-criu-src.XXXXXX)
+    mirror=$(debian_mirror) || die "$pkg: no Debian mirror found in /etc/apt/sources.list*; add one and retry"
+    work=$(mktemp -d "/var/tmp/slurm-ckpt-$pkg-src.XXXXXX")
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" RETURN
     mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial"
     for suite in $suites; do
         echo "deb-src $mirror $suite main" >> "$work/apt/sources.list"
     done
-    log "criu: reading source indexes for $suites"
+    log "$pkg: reading source indexes for $suites"
     criu_apt "$work/apt" apt-get update -qq
-    # The Debian version: the newest, or the newest whose upstream part is $want.
+    # The Debian version: the newest, or the newest whose upstream part is $want
+    # (or starts with "$want.").
     local version
-    version=$(criu_apt "$work/apt" apt-cache showsrc criu | awk '/^Version:/ {print $2}' \
-        | awk -v v="$want" '{u=$0; sub(/-[^-]*$/, "", u); sub(/^[0-9]+:/, "", u)} v == "" || u == v' \
+    version=$(criu_apt "$work/apt" apt-cache showsrc "$pkg" | awk '/^Version:/ {print $2}' \
+        | awk -v v="$want" '{u=$0; sub(/-[^-]*$/, "", u); sub(/^[0-9]+:/, "", u)}
+            v == "" || u == v || index(u, v ".") == 1' \
         | sort -V | tail -n1)
-    [ -n "$version" ] || die "criu: no CRIU source ${want:+of $want }in $suites"
+    [ -n "$version" ] || die "$pkg: no source ${want:+of $want }in $suites"
     local upstream=${version%-*}; upstream=${upstream#*:}
-    local tarball="criu_${upstream}.orig.tar.xz" sha
+    local tarball sha
     # From that version's own stanza (showsrc lists one per suite and version).
-    sha=$(criu_apt "$work/apt" apt-cache showsrc criu \
-        | awk -v f="$tarball" -v v="$version" '
+    read -r sha tarball < <(criu_apt "$work/apt" apt-cache showsrc "$pkg" \
+        | awk -v f="${pkg}_${upstream}.orig.tar." -v v="$version" '
             /^Package:/ {mine=0} /^Version:/ {mine=($2 == v)}
             /^Checksums-Sha256:/ {on=1; next} /^[^ ]/ {on=0}
-            mine && on && $3 == f {print $1; exit}')
-    [ -n "$sha" ] || die "criu: apt lists no SHA-256 for $tarball"
-    log "criu: fetching $tarball ($version)"
+            mine && on && index($3, f) == 1 && $3 !~ /\.asc$/ {print $1, $3; exit}') || true
+    [ -n "${sha:-}" ] || die "$pkg: apt lists no SHA-256 for ${pkg}_${upstream}.orig.tar.*"
+    log "$pkg: fetching $tarball ($version)"
     # Only the upstream tarball is needed; the .dsc or .debian.tar.xz may be missing.
-    (cd "$work" && criu_apt "$work/apt" apt-get source --download-only -qq "criu=$version" \
+    (cd "$work" && criu_apt "$work/apt" apt-get source --download-only -qq "$pkg=$version" \
         >/dev/null 2>&1 || true)
-    [ -f "$work/$tarball" ] || die "criu: download of $tarball failed"
+    [ -f "$work/$tarball" ] || die "$pkg: download of $tarball failed"
     echo "$sha  $work/$tarball" | sha256sum -c --quiet - \
-        || die "criu: $tarball does not match the SHA-256 apt lists ($sha)"
+        || die "$pkg: $tarball does not match the SHA-256 apt lists ($sha)"
     install -m 0644 "$work/$tarball" "$cache/$tarball.tmp"
     mv -f "$cache/$tarball.tmp" "$cache/$tarball"
     echo "$sha  $tarball" > "$cache/$tarball.sha256"
-    log "criu: checksum ok ($sha), $tarball kept in $cache"
+    log "$pkg: checksum ok ($sha), $tarball kept in $cache"
     echo "$cache/$tarball"
 }
+
+# criu_source WANT CACHE SUITES: CRIU's tarball, as debian_source gives it.
+criu_source() { debian_source criu "$@"; }

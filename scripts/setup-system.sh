@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Prepare a Debian 12 machine for slurm-ckpt development, tests and the demo.
+# Prepare a Debian 12 or 13 machine for slurm-ckpt development, tests and the demo.
 #
 # Run as root. Idempotent: every step checks whether its result is already in
 # place and skips itself, so a second run takes seconds.
 #
 #   scripts/setup-system.sh            everything
-#   scripts/setup-system.sh STEP...    only these steps (packages criu users venv runtime postgres plugins zdtm)
+#   scripts/setup-system.sh STEP...    only these steps (packages slurm criu users venv runtime postgres plugins zdtm)
 #
 # Environment:
-#   SLURM_CKPT_PREFIX   where CRIU is installed (default /opt/slurm-ckpt)
+#   SLURM_RELEASE       the Slurm to install and run: distro (Debian's package, the
+#                       default) or a release built from Debian's source archive,
+#                       such as 24.11 (scripts/slurm.sh; README "Slurm releases")
+#   SLURM_CKPT_PREFIX   where CRIU and built Slurm releases are installed (default /opt/slurm-ckpt)
 #   SLURM_CKPT_VENV     the project's virtualenv (default <repo>/.venv)
 #   CRIU_SUITES         Debian suites searched for a CRIU source (default "trixie sid")
 #   CRIU_CACHE          where CRIU's verified source tarball is kept (default /var/cache/slurm-ckpt/criu)
@@ -19,6 +22,8 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
+# shellcheck source=scripts/slurm.sh
+. "$REPO/scripts/slurm.sh"
 
 PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
 VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
@@ -42,32 +47,23 @@ PACKAGES=(
 )
 
 [ "$(id -u)" -eq 0 ] || die "run as root: sudo $0"
-[ -r /etc/debian_version ] || die "this script supports Debian 12 only"
+[ -r /etc/debian_version ] || die "this script supports Debian 12 and 13 only"
+case $(cut -d. -f1 /etc/debian_version) in
+    12 | 13) ;;
+    *) log "warning: Debian $(cat /etc/debian_version) is not tested (Debian 12 and 13 are)" ;;
+esac
 
 step_packages() {
-    local missing=()
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        log "packages: all ${#PACKAGES[@]} present"
-        return
-    fi
-    log "packages: installing ${missing[*]}"
-    # Package scripts must not start daemons: the cluster scripts start them
-    # with our configuration, and machines without an init system have no
-    # service manager to start them with.
-    local policy=/usr/sbin/policy-rc.d created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' > "$policy"
-        chmod 755 "$policy"
-        created_policy=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ $created_policy -eq 1 ] && rm -f "$policy"
-    log "packages: done"
+    apt_install "${PACKAGES[@]}"
+    log "packages: all ${#PACKAGES[@]} present"
+}
+
+# The Slurm the cluster runs (SLURM_RELEASE, scripts/slurm.sh): Debian's package,
+# or a release built from the Debian source archive once and kept.
+step_slurm() {
+    local home
+    home=$(slurm_select "${SLURM_RELEASE:-distro}")
+    log "slurm: $(slurm_version "$home") selected ($home)"
 }
 
 step_criu() {
@@ -248,19 +244,23 @@ step_postgres() {
 }
 
 # slurm-ckpt's Slurm plugins (plugins/Makefile): the SPANK plugin built against
-# the installed Slurm headers, and job_submit.lua, installed under $PREFIX.
+# the current Slurm's headers, and job_submit.lua, installed under $PREFIX.
 # scripts/cluster.sh puts them into the test cluster's configuration.
 step_plugins() {
-    local stamp=$PREFIX/lib/slurm-ckpt/.plugins-installed want
-    want=$(cd "$REPO/plugins" && cat Makefile job_submit.lua cli_filter.lua spank/*.c spank/*.h | sha256sum | cut -d' ' -f1)
+    local stamp=$PREFIX/lib/slurm-ckpt/.plugins-installed want home
+    home=$(slurm_home)
+    # Rebuilt when the sources or the current Slurm release change.
+    want=$( { cd "$REPO/plugins" && cat Makefile job_submit.lua cli_filter.lua spank/*.c spank/*.h
+        echo "$home $(slurm_version "$home")"; } | sha256sum | cut -d' ' -f1)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
         && [ -f "$PREFIX/lib/slurm-ckpt/spank/slurm_ckpt.so" ] \
         && [ -f "$PREFIX/share/slurm-ckpt/job_submit.lua" ]; then
         log "plugins: installed, sources unchanged"
         return
     fi
-    log "plugins: building and installing into $PREFIX"
-    make -s -C "$REPO/plugins" all install PREFIX="$PREFIX" >/dev/null \
+    log "plugins: building against Slurm $(slurm_version "$home") ($home) and installing into $PREFIX"
+    make -s -C "$REPO/plugins" clean >/dev/null
+    make -s -C "$REPO/plugins" all install PREFIX="$PREFIX" SLURM_INCLUDE="$home/include" >/dev/null \
         || die "plugins: build failed (make -C plugins)"
     echo "$want" > "$stamp"
     log "plugins: done"
@@ -273,10 +273,10 @@ step_zdtm() {
 }
 
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages criu users venv runtime postgres plugins zdtm)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(packages slurm criu users venv runtime postgres plugins zdtm)
 start=$(date +%s)
 for s in "${STEPS[@]}"; do
-    declare -F "step_$s" >/dev/null || die "unknown step '$s' (steps: packages criu users venv runtime postgres plugins)"
+    declare -F "step_$s" >/dev/null || die "unknown step '$s' (steps: packages slurm criu users venv runtime postgres plugins zdtm)"
     "step_$s"
 done
 log "setup done in $(( $(date +%s) - start ))s"

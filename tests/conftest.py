@@ -99,6 +99,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 TEST_USERS = ("ckpt-alice", "ckpt-bob")
 CRIU_PREFIX = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt"))
+# The Slurm the set-up selected (SLURM_RELEASE, scripts/slurm.sh): its commands
+# answer every test, however pytest was started.
+SLURM_HOME = CRIU_PREFIX / "slurm" / "current"
+SLURM_PATH = f"{SLURM_HOME}/bin:{SLURM_HOME}/sbin"
+os.environ["PATH"] = f"{SLURM_PATH}:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
 
 def _cluster_script(*args: str, timeout: float = 120) -> proc.Completed:

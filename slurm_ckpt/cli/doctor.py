@@ -31,6 +31,7 @@ CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     store.check_store_root,
     store.check_catalog,
     cluster.check_slurm,
+    cluster.check_slurm_release,
     cluster.check_spank_plugin,
     cluster.check_job_submit,
     cluster.check_service,

@@ -45,6 +45,7 @@ from slurm_ckpt.store.checksum import hash_file
 from slurm_ckpt.store.folders import ensure_job_dir
 from slurm_ckpt.store.manifest import MANIFEST_NAME
 from slurm_ckpt.store.writer import begin_checkpoint, commit_checkpoint
+from tests.conftest import SLURM_PATH
 
 from .launcher_helpers import make_store, remove_store
 from .slurm_helpers import REPO, SlurmTestClient
@@ -179,7 +180,11 @@ def admin(
     config: Path | None = None,
 ) -> proc.Completed:
     argv = ["runuser", "-u", user, "--", str(ADMIN), "--config", str(config or world.client_config)]
-    base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "COLUMNS": "100", "LANG": "C.UTF-8"}
+    base = {
+        "PATH": f"{SLURM_PATH}:/usr/sbin:/usr/bin:/sbin:/bin",
+        "COLUMNS": "100",
+        "LANG": "C.UTF-8",
+    }
     return proc.run([*argv, *args], timeout=120, check=False, env={**base, **(env or {})}, cwd="/")
 
 

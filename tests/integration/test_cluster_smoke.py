@@ -7,11 +7,14 @@ import pwd
 import time
 from pathlib import Path
 
+import pytest
+
 from .slurm_helpers import SlurmTestClient
 
 NODES = {"node1", "node2"}
 
 
+@pytest.mark.core
 def test_job_runs_to_completed_as_the_test_user(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -27,6 +30,7 @@ def test_job_runs_to_completed_as_the_test_user(
     assert record["NodeList"] in NODES
 
 
+@pytest.mark.core
 def test_killed_node_requeues_the_job_on_the_other_node(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:

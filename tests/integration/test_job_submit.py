@@ -7,6 +7,8 @@ import pwd
 import uuid
 from pathlib import Path
 
+import pytest
+
 from slurm_ckpt import proc
 
 from .slurm_helpers import SlurmTestClient
@@ -15,12 +17,14 @@ LAUNCHER = "/opt/slurm-ckpt/venv/bin/slurm-ckpt-launch"
 SUBMIT_CONF = Path("/etc/slurm/slurm-ckpt-submit.conf")
 
 
+@pytest.mark.core
 def test_test_cluster_is_configured_for_checkpoints() -> None:
     text = SUBMIT_CONF.read_text()
     assert f"launcher = {LAUNCHER}" in text
     assert "min_interval = 10" in text
 
 
+@pytest.mark.core
 def test_checkpointed_job_gets_launcher_requeue_and_tag(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -40,6 +44,7 @@ def test_checkpointed_job_gets_launcher_requeue_and_tag(
     assert record["AdminComment"] == "slurm-ckpt:interval=5400"
 
 
+@pytest.mark.core
 def test_interpreter_and_its_argument_are_kept(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -57,6 +62,7 @@ def test_interpreter_and_its_argument_are_kept(
     assert record["AdminComment"] == "slurm-ckpt:interval=10"
 
 
+@pytest.mark.core
 def test_interval_below_the_minimum_is_refused_and_nothing_is_queued(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -69,6 +75,7 @@ def test_interval_below_the_minimum_is_refused_and_nothing_is_queued(
     assert "--checkpoint=9s is below this cluster's minimum interval of 10s" in stderr
 
 
+@pytest.mark.core
 def test_interactive_job_with_checkpoint_is_refused(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd
 ) -> None:
@@ -92,6 +99,7 @@ def test_interactive_job_with_checkpoint_is_refused(
     assert cluster.jobs_named(name) == []
 
 
+@pytest.mark.core
 def test_job_without_the_option_is_untouched(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:

@@ -304,6 +304,7 @@ def test_catalog_outage_is_waited_out_without_losing_a_job(
     assert left == []
 
 
+@pytest.mark.core
 def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
     cluster: SlurmTestClient,
     service_catalog: Catalog,
@@ -344,6 +345,7 @@ def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.core
 def test_walltime_chaining_runs_a_job_past_its_time_limit(
     cluster: SlurmTestClient,
     service_catalog: Catalog,

@@ -11,6 +11,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from slurm_ckpt import proc
 from slurm_ckpt.db.catalog import Catalog, JobRecord
 from slurm_ckpt.db.states import CheckpointState, EventKind
@@ -34,6 +36,7 @@ def requested(catalog: Catalog, record: JobRecord) -> bool:
     return any(c.state == CheckpointState.REQUESTED for c in catalog.checkpoints(record.id))
 
 
+@pytest.mark.core
 def test_checkpointed_job_gets_valid_checkpoints_on_time(
     cluster: SlurmTestClient,
     service_catalog: Catalog,
@@ -62,6 +65,7 @@ def test_checkpointed_job_gets_valid_checkpoints_on_time(
     print(f"two VALID checkpoints {took:.1f}s after the job was tracked")
 
 
+@pytest.mark.core
 def test_node_failure_is_survived_with_identical_output(
     cluster: SlurmTestClient,
     service_catalog: Catalog,
@@ -92,6 +96,7 @@ def test_node_failure_is_survived_with_identical_output(
     assert EventKind.REQUEUED in kinds, kinds
 
 
+@pytest.mark.core
 def test_killed_workload_is_requeued_by_policy_and_resumes(
     cluster: SlurmTestClient,
     service_catalog: Catalog,
@@ -118,6 +123,7 @@ def test_killed_workload_is_requeued_by_policy_and_resumes(
     assert len(requeued) == 1 and "FAILED" in requeued[0].detail, events
 
 
+@pytest.mark.core
 def test_users_scancel_is_not_requeued(
     cluster: SlurmTestClient,
     service_catalog: Catalog,

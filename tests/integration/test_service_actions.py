@@ -131,6 +131,7 @@ def test_requeue_with_checkpoint_first_resumes_with_identical_output(
     assert [e.detail for e in requeued] == ["requeued by root (ckpt-admin)"]
 
 
+@pytest.mark.core
 def test_drain_moves_the_job_to_the_other_node(
     cluster: SlurmTestClient, catalog: Catalog, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:

@@ -32,6 +32,7 @@ def test_c_parser_and_job_submit_lua_pass_their_unit_tests(tmp_path: Path) -> No
     assert ", 0 failed" in done.stdout.splitlines()[-2]
 
 
+@pytest.mark.core
 def test_sbatch_help_lists_the_option_in_one_line() -> None:
     done = proc.run(["sbatch", "--help"], timeout=30)
     lines = [line for line in done.stdout.splitlines() if "--checkpoint=<interval>" in line]
@@ -40,6 +41,7 @@ def test_sbatch_help_lists_the_option_in_one_line() -> None:
 
 
 @pytest.mark.parametrize("where", ["command line", "#SBATCH"])
+@pytest.mark.core
 def test_valid_interval_is_accepted(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path, where: str
 ) -> None:
@@ -66,6 +68,7 @@ def test_valid_interval_is_accepted(
     ],
 )
 @pytest.mark.parametrize("where", ["command line", "#SBATCH"])
+@pytest.mark.core
 def test_bad_interval_is_refused_and_nothing_is_queued(
     cluster: SlurmTestClient,
     test_user: pwd.struct_passwd,
@@ -86,6 +89,7 @@ def test_bad_interval_is_refused_and_nothing_is_queued(
         assert reason in stderr
 
 
+@pytest.mark.core
 def test_no_chain_tags_the_job_for_the_service(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -104,6 +108,7 @@ def test_no_chain_tags_the_job_for_the_service(
         cluster.cancel(job)
 
 
+@pytest.mark.core
 def test_no_chain_without_checkpoint_is_refused(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:
@@ -113,6 +118,7 @@ def test_no_chain_without_checkpoint_is_refused(
     assert "--checkpoint-no-chain applies to checkpointed jobs" in stderr
 
 
+@pytest.mark.core
 def test_srun_inside_a_checkpointed_job_prints_no_error(
     cluster: SlurmTestClient, test_user: pwd.struct_passwd, user_dir: Path
 ) -> None:

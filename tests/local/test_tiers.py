@@ -102,11 +102,11 @@ EVERY_TIER = [
 ]
 
 
-def check(tmp_path: Path, cases: list[str], pytest_exit: int = 0) -> proc.Completed:
+def check(tmp_path: Path, cases: list[str], pytest_exit: int = 0, *options: str) -> proc.Completed:
     report = tmp_path / "report.xml"
     report.write_text(f"<testsuites><testsuite>{''.join(cases)}</testsuite></testsuites>")
     return proc.run(
-        [sys.executable, CHECK, report, "--pytest-exit", str(pytest_exit)],
+        [sys.executable, CHECK, report, "--pytest-exit", str(pytest_exit), *options],
         timeout=30,
         check=False,
     )
@@ -125,6 +125,18 @@ def test_a_tier_that_did_not_run_fails(tmp_path: Path, tier: str) -> None:
     done = check(tmp_path, cases)
     assert done.returncode == 1
     assert f"FAIL: no {tier} test ran" in done.stderr
+
+
+def test_a_release_leg_needs_only_its_integration_tests(tmp_path: Path) -> None:
+    integration = [c for c in EVERY_TIER if 'value="integration"' in c]
+    assert check(tmp_path, integration, 0, "--tiers", "integration").returncode == 0
+    broken = [*integration, case("tests.integration.test_d", "test_d", "integration", "failure")]
+    failed = check(tmp_path, broken, 1, "--tiers", "integration")
+    assert failed.returncode == 1 and "FAIL: integration: 1 failure" in failed.stderr
+    none_ran = check(tmp_path, EVERY_TIER[:2], 0, "--tiers", "integration")
+    assert none_ran.returncode == 1
+    assert "FAIL: no integration test ran" in none_ran.stderr
+    assert check(tmp_path, integration, 0, "--tiers", "bogus").returncode == 2
 
 
 def test_the_contract_tiers_come_from_the_property_not_the_folder(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from slurm_ckpt import proc
 from slurm_ckpt.cli import doctor, humanize
+from slurm_ckpt.cli.checks import cluster as cluster_checks
 from slurm_ckpt.cli.checks import criu
 from slurm_ckpt.cli.checks import store as store_checks
 from slurm_ckpt.cli.checks.base import CheckResult
@@ -300,3 +301,32 @@ def _empty(tmp_path: Path) -> Path:
     path = tmp_path / "empty.toml"
     path.write_text("")
     return path
+
+
+@pytest.mark.parametrize(
+    ("printed", "ok", "words"),
+    [
+        ("slurm-wlm 22.05.8\n", True, "Slurm 22.05.8: supported"),
+        ("slurm 24.11.5\n", True, "Slurm 24.11.5: supported"),
+        ("slurm 26.05.5\n", False, "26.05.5 is not a tested release"),
+        ("slurm 21.08.8\n", False, "older than 22.05"),
+        ("no version here\n", False, "unreadable version"),
+    ],
+)
+def test_slurm_release_check_says_whether_the_release_is_supported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, printed: str, ok: bool, words: str
+) -> None:
+    def run(argv: list[str], **kwargs: Any) -> proc.Completed:
+        assert argv == ["scontrol", "--version"]
+        return proc.Completed(tuple(argv), 0, printed, "", 0.0)
+
+    monkeypatch.setattr(proc, "run", run)
+
+    found = cluster_checks.check_slurm_release(load_settings(env={}, path=_empty(tmp_path)))
+
+    assert (found.ok, words in found.detail) == (ok, True), found
+    assert found.ok or found.fix
+
+
+def test_doctor_runs_the_slurm_release_check() -> None:
+    assert cluster_checks.check_slurm_release in doctor.CHECKS

@@ -1,4 +1,5 @@
-"""doctor's checks of the cluster: Slurm's controller answering, the SPANK plugin
+"""doctor's checks of the cluster: Slurm's controller answering, its release against
+the tested ones (slurm/releases.py), the SPANK plugin
 listed `required` in plugstack, job_submit.lua installed with lua enabled and
 settings matching `checkpoint.min_interval`, and slurm-ckptd's `/healthz`."""
 
@@ -29,6 +30,43 @@ def check_slurm(s: Settings) -> CheckResult:
         return CheckResult("slurm", False, str(err), "start slurmctld and munged; check slurm.conf")
     up = sum(1 for node in nodes.values() if node.is_usable)
     return CheckResult("slurm", True, f"controller answers; {up} of {len(nodes)} nodes usable")
+
+
+def check_slurm_release(s: Settings) -> CheckResult:
+    from slurm_ckpt.slurm import releases
+
+    name = "slurm-release"
+    tested = ", ".join(releases.TESTED)
+    try:
+        out = proc.run(["scontrol", "--version"], timeout=TIMEOUT).stdout
+    except CkptError as err:
+        return CheckResult(name, False, str(err), "install Slurm's client commands on PATH")
+    version = releases.parse_version(out)
+    if version is None:
+        return CheckResult(
+            name,
+            False,
+            f"unreadable version: {out.strip()[:80]!r}",
+            "put Slurm's scontrol first on PATH",
+        )
+    dotted = f"{releases.major(version)}.{version[2]}"
+    found = releases.support(version)
+    if found == releases.Support.TESTED:
+        return CheckResult(name, True, f"Slurm {dotted}: supported (tested: {tested})")
+    if found == releases.Support.TOO_OLD:
+        return CheckResult(
+            name,
+            False,
+            f"Slurm {dotted} is older than 22.05: unsupported",
+            f"upgrade Slurm to a tested release ({tested})",
+        )
+    return CheckResult(
+        name,
+        False,
+        f"Slurm {dotted} is not a tested release (tested: {tested})",
+        f"it may work: run make test with SLURM_RELEASE={releases.major(version)} first,"
+        f" or use a tested release",
+    )
 
 
 def check_spank_plugin(s: Settings) -> CheckResult:

@@ -1,0 +1,99 @@
+# Slurm releases for the set-up and the local cluster. Source it after lib.sh.
+#
+# SLURM_RELEASE chooses the Slurm the set-up installs and the cluster runs:
+#   distro          Debian's own package (the default: nothing to build)
+#   24.11, 24.11.5  a release built from the Debian source archive (SLURM_SUITES:
+#                   bookworm 22.05, trixie 24.11, sid 26.05),
+#                   its tarball checked against the signed index's SHA-256, built
+#                   once into $PREFIX/slurm/<version> and kept there
+# The choice is the link $PREFIX/slurm/current (to /usr for Debian's package),
+# which the cluster script, the plugins' build and `make test` follow.
+
+SLURM_SUITES=${SLURM_SUITES:-"bookworm trixie sid"}
+SLURM_CACHE=${SLURM_CACHE:-/var/cache/slurm-ckpt/slurm}
+# What a built release needs beyond the set-up's packages: MUNGE's header for
+# auth/munge, Lua's for the job_submit and cli_filter lua plugins.
+SLURM_BUILD_PACKAGES=(libmunge-dev liblua5.1-0-dev)
+
+# The chosen Slurm's installation prefix (bin/, sbin/, include/, lib/).
+slurm_home() { readlink -f "$PREFIX/slurm/current" 2>/dev/null || echo /usr; }
+
+# slurm_version HOME: the release HOME's slurmctld reports, such as 24.11.5.
+slurm_version() { "$1/sbin/slurmctld" -V 2>/dev/null | awk '{print $2}'; }
+
+# How a release is configured: shared libraries only (half the compile time);
+# /etc/slurm as Debian's package has it, so the cluster's configuration serves
+# every release; several slurmd on one host (`slurmd -N node1`), as Debian
+# builds it, for the local two-node cluster.
+SLURM_CONFIGURE=(--sysconfdir=/etc/slurm --disable-static --enable-multiple-slurmd
+    --with-munge --without-hdf5)
+# Recorded in each build's .built, so a change of recipe builds again.
+slurm_recipe() { printf '%s\n' "${SLURM_CONFIGURE[@]}" | sha256sum | cut -c1-16; }
+
+# slurm_built RELEASE: the newest prefix of RELEASE (exact, or X.Y.*) built
+# with this recipe.
+slurm_built() {
+    local want=$1 recipe home
+    recipe=$(slurm_recipe)
+    { find "$PREFIX/slurm" -mindepth 2 -maxdepth 2 -name .built -printf '%h\n' 2>/dev/null || true; } \
+        | awk -F/ -v v="$want" '{n=$NF} n == v || index(n, v ".") == 1 {print}' \
+        | sort -V | while read -r home; do
+            if [ "$(awk '{print $2}' "$home/.built")" = "$recipe" ]; then echo "$home"; fi
+        done | tail -n1
+}
+
+# slurm_build RELEASE: print the prefix of RELEASE, built from source unless it
+# is there already. The build runs as root in a scratch folder; only the install
+# lands under $PREFIX/slurm/<version>, in one rename.
+slurm_build() {
+    local want=$1 home
+    home=$(slurm_built "$want")
+    if [ -n "$home" ]; then
+        echo "$home"
+        return
+    fi
+    apt_install "${SLURM_BUILD_PACKAGES[@]}"
+    local tarball version
+    tarball=$(debian_source slurm-wlm "$want" "$SLURM_CACHE" "$SLURM_SUITES")
+    version=$(basename "$tarball"); version=${version#slurm-wlm_}; version=${version%.orig.tar.*}
+    home=$PREFIX/slurm/$version
+    local work; work=$(mktemp -d /var/tmp/slurm-ckpt-slurm.XXXXXX)
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" RETURN
+    tar -xf "$tarball" -C "$work"
+    local src; src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'slurm-*' | head -n1)
+    [ -n "$src" ] || die "slurm: $tarball holds no slurm-* folder"
+    log "slurm: building $version (several minutes; kept in $home)"
+    (cd "$src" && ./configure --prefix="$home" "${SLURM_CONFIGURE[@]}" >"$work/build.log" 2>&1) \
+        || { tail -n 30 "$work/build.log"; die "slurm: configure of $version failed (log above)"; }
+    make -C "$src" -j"$(nproc)" >>"$work/build.log" 2>&1 \
+        || { tail -n 30 "$work/build.log"; die "slurm: build of $version failed (log above)"; }
+    make -C "$src" install DESTDIR="$work/root" >>"$work/build.log" 2>&1 \
+        || { tail -n 30 "$work/build.log"; die "slurm: install of $version failed (log above)"; }
+    [ -f "$work/root$home/lib/slurm/auth_munge.so" ] \
+        || die "slurm: $version was built without auth/munge (is libmunge-dev installed?)"
+    [ -f "$work/root$home/lib/slurm/job_submit_lua.so" ] \
+        || die "slurm: $version was built without the lua plugins (is liblua5.1-0-dev installed?)"
+    echo "$(sha256sum "$tarball" | cut -d' ' -f1) $(slurm_recipe)" > "$work/root$home/.built"
+    install -d -m 0755 "$PREFIX/slurm"
+    rm -rf "$home"
+    mv "$work/root$home" "$home"
+    chmod -R a+rX "$home"
+    log "slurm: $version built into $home"
+    echo "$home"
+}
+
+# slurm_select RELEASE: make RELEASE the current Slurm; print its prefix.
+slurm_select() {
+    local release=$1 home
+    case $release in
+        distro | "") home=/usr ;;
+        [0-9][0-9].[0-9][0-9] | [0-9][0-9].[0-9][0-9].[0-9]*) home=$(slurm_build "$release") ;;
+        *) die "SLURM_RELEASE=$release: use distro (Debian's package) or a release such as 24.11 or 24.11.5" ;;
+    esac
+    [ -x "$home/sbin/slurmctld" ] || die "slurm: no slurmctld in $home/sbin"
+    install -d -m 0755 "$PREFIX/slurm"
+    ln -sfn "$home" "$PREFIX/slurm/.current.tmp"
+    mv -Tf "$PREFIX/slurm/.current.tmp" "$PREFIX/slurm/current"
+    echo "$home"
+}
