@@ -10,8 +10,8 @@ and nothing runs inside a signal handler:
 - SIGCHLD: the workload may have ended; its status becomes ours.
 - SIGUSR1: take a checkpoint, as request.json says, or a final one when there
   is no request (Slurm's own warning before a time limit or a preemption), at
-  the lowest unused number the service reserved in final-request.json (the
-  first numbers when it has reserved none yet).
+  the lowest unused number the service reserved in final-request.json (after
+  the highest number the folder has used when it has reserved none yet).
 - SIGTERM, SIGINT, SIGHUP, SIGCONT, SIGUSR2: forwarded to the workload's group.
 
 On a restart the workload is an image restored by `restore.Restorer` instead.
@@ -197,18 +197,21 @@ class Session:
 
     def _reserved(self) -> CheckpointRequest | None:
         """The block of numbers the service reserved for checkpoints on Slurm's own
-        signal (final-request.json: FINAL_BLOCK numbers from its seq), the first block
-        when there is none yet; None, logged, when it cannot be used."""
+        signal (final-request.json: FINAL_BLOCK numbers from its seq), the block after
+        the highest number used here when there is none yet; None, logged, when it
+        cannot be used."""
         try:
             reserved = final_request(self.jobdir, self.job.job_id)
         except (OSError, exchange.BadRequest) as exc:
             log.error("%s unusable: %s", self.jobdir.final_request_file, exc)
             return None
         if reserved is None:
-            # The service writes a reservation before it numbers anything for a job,
-            # so without one the catalog has numbered nothing yet: the first block.
-            log.info("no reserved numbers yet (the service has not seen this job): taking 1 on")
-            return CheckpointRequest(job_id=self.job.job_id, seq=1, kind=CheckpointKind.FINAL)
+            # The service has not seen this job running yet (it was away, or its first
+            # sync is to come): it has numbered nothing, or no more than this folder
+            # shows, so the block after the highest number used here is free.
+            start = self._highest_used() + 1
+            log.info("no reserved numbers yet (the service has not seen this job): %d on", start)
+            return CheckpointRequest(job_id=self.job.job_id, seq=start, kind=CheckpointKind.FINAL)
         if reserved.kind != CheckpointKind.FINAL:
             log.error("the reserved numbers' request is of kind %s, not final", reserved.kind)
             return None
@@ -231,6 +234,24 @@ class Session:
             reserved.seq,
         )
         return None
+
+    def _highest_used(self) -> int:
+        """The highest number with a result, an image or a dump's leftover here; 0 if none."""
+        highest = 0
+        for folder in (
+            self.jobdir.results_dir,
+            self.jobdir.checkpoints_dir,
+            self.jobdir.staging_dir,
+        ):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                head = name.split(".", 1)[0]
+                if head.isdigit() and int(head) <= MAX_SEQ:
+                    highest = max(highest, int(head))
+        return highest
 
     def _traced(self, seq: int) -> bool:
         """True when number `seq` was used here: a result, an image, or a dump's leftover."""

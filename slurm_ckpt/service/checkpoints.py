@@ -95,13 +95,9 @@ class Checkpointer:
             return Sent.BACKING_OFF
         if self.busy(job.id):
             return Sent.IN_FLIGHT
-        if not self.finals.reserve(job):
-            # Numbered before its block is in place, the launcher's finals would
-            # take numbers the catalog gave out.
-            log.warning(
-                "job %d: no checkpoint: its reserved numbers cannot be written", job.slurm_job_id
-            )
-            return Sent.FAILED
+        # A final the launcher took while the job ran on holds the next number: record
+        # it first, or this request would be answered by that older image.
+        self.finals.settle(job, now)
         if not self.admission.try_acquire(job.id, str(self.files.store_root)):
             log.debug("job %d: admission full, not now", job.slurm_job_id)
             return Sent.ADMISSION_FULL

@@ -14,10 +14,14 @@ taken.
 
 When the job stops or is requeued, the results in the block are recorded in
 order: VALID once an image verifies, else FAILED; then the list of valid images
-is published. Nothing else in a job's folder is looked at. A reservation is
-written before the service numbers anything for a job, so a launcher that finds
-none (the service has not seen the job running yet) takes the first block,
-from 1: the numbers the catalog gives a job it has not numbered.
+is published; so are those found before a request is numbered (`settle`: a
+final on a signal no stop followed, such as the user's own), or the request
+would be answered by that older image. Nothing else in a job's folder is
+looked at. A launcher that finds no reservation (the job started while the
+service was away, or before its first sync) takes the block after the highest
+number its folder has used (from 1 in a new folder): the numbers the catalog
+gives a job it has not numbered, or has numbered only as far as the folder
+shows.
 """
 
 from __future__ import annotations
@@ -51,19 +55,15 @@ class Finals:
     _writing: dict[int, threading.Lock] = field(init=False, default_factory=dict)  # by job id
     _written: dict[int, int] = field(init=False, default_factory=dict)  # job id -> seq
 
-    def reserve(self, job: JobRecord) -> bool:
-        """Write the job's reserved block into its folder (again when it moved); True
-        when it is in place. Never raises: what could not be written is tried again
-        by the next sync, and no request is made for the job before it is (the
-        launcher takes a missing reservation for the first block)."""
+    def reserve(self, job: JobRecord) -> None:
+        """Write the job's reserved block into its folder (again when it moved).
+        Never raises: what could not be written is tried again by the next sync."""
         try:
             self._reserve(job)
         except (CkptError, OSError) as exc:
             log.debug("job %d: reserved numbers not written: %s", job.slurm_job_id, exc)
             with self._lock:
                 self._written.pop(job.id, None)
-            return False
-        return True
 
     def _reserve(self, job: JobRecord) -> None:
         # The job's own lock, across the catalog read and the write: an older block
@@ -92,6 +92,24 @@ class Finals:
         with self._lock:
             self._written.pop(job_id, None)
             self._writing.pop(job_id, None)
+
+    def settle(self, job: JobRecord, now: datetime) -> None:
+        """Before a number is given out (no request of the job in flight): when the
+        launcher has answered the first reserved number already (a final on a signal
+        no stop followed, such as the user's own), record the block first, so the
+        request gets a number of its own. One result read when there is none.
+        Raises CatalogError; anything else is logged."""
+        try:
+            answered = self.images.reply(job, self.catalog.reserved_seq(job.id)) is not None
+        except CatalogError:
+            raise
+        except Exception as exc:
+            log.warning("job %d: final checkpoints not looked for: %s", job.slurm_job_id, exc)
+            return
+        if answered:
+            self.record(job, now)
+        else:
+            self.reserve(job)
 
     def record(self, job: JobRecord, now: datetime) -> list[int]:
         """Record the final checkpoints the launcher took at the job's reserved numbers;

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
-from slurm_ckpt.errors import CatalogUnavailable, SlurmUnavailable, UnsafeJobDir
+from slurm_ckpt.errors import CatalogUnavailable, SlurmUnavailable
 from slurm_ckpt.service.requests import Sent
 from slurm_ckpt.slurm.fake import FakeSlurm
 from slurm_ckpt.store.layout import JobDir
@@ -422,25 +422,27 @@ def test_finals_taken_before_the_service_first_saw_the_job_are_recorded(
     assert published_images(jobdir) == [2, 1]
 
 
-def test_no_number_is_given_out_before_the_reservation_is_in_place(
-    world: FakeWorld, monkeypatch: pytest.MonkeyPatch
+def test_a_final_no_stop_followed_is_recorded_before_the_next_request_is_numbered(
+    world: FakeWorld,
 ) -> None:
     world.job(119)
-    finals = world.service.checkpointer.finals
+    world.service.sync()
+    record = world.tracked(119)
+    jobdir = JobDir(world.store, USER, 119)
+    # The user's own USR1 (or a warning no stop followed): a final at the reserved 1.
+    world.play_launcher(119, "USR1")
 
-    def refused(ref: object, data: bytes) -> None:
-        raise UnsafeJobDir("not the owner's", path=world.store)
+    for _ in range(2):
+        assert world.service.schedule.checkpoint_now(record.id) == Sent.SENT
+        world.service.collect()
 
-    with monkeypatch.context() as patch:
-        patch.setattr(finals.files, "write_final_request", refused)
-        world.service.sync()
-        record = world.tracked(119)
-        assert world.service.schedule.checkpoint_now(record.id) == Sent.FAILED
-    assert world.catalog.checkpoints(record.id) == []
-    assert not JobDir(world.store, USER, 119).request_file.exists()
-
-    assert world.service.schedule.checkpoint_now(record.id) == Sent.SENT
-    assert b'"seq": 1' in JobDir(world.store, USER, 119).final_request_file.read_bytes()
+    rows = [(c.seq, c.state, c.kind) for c in world.catalog.checkpoints(record.id)]
+    # Retention keeps the newest two (this world's setting).
+    assert rows == [(3, "VALID", "periodic"), (2, "VALID", "periodic"), (1, "DELETED", "final")]
+    # Each request was answered by a dump of its own, not by the image before it.
+    for seq in (2, 3):
+        assert json.loads(jobdir.result_file(seq).read_bytes())["kind"] == "periodic"
+    assert jobdir.committed_seqs() == [2, 3]
 
 
 def test_a_request_whose_signal_failed_is_still_taken_when_slurms_own_signal_answers_it(

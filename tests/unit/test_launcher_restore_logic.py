@@ -246,9 +246,11 @@ def test_finals_step_over_used_numbers_and_leftovers_and_stop_at_the_blocks_end(
     assert session.checkpoint() is None  # every reserved number is used
 
 
-def test_without_a_reservation_the_first_block_is_used(tmp_path: Path) -> None:
-    # The service writes a reservation before it numbers anything: without one (the
-    # job started while the service was away) the catalog has numbered nothing.
+def test_without_a_reservation_the_block_after_the_folders_numbers_is_used(
+    tmp_path: Path,
+) -> None:
+    # The service has not seen the job running: in a new folder the catalog has
+    # numbered nothing, so the finals start at 1.
     dumper = FakeDumper()
     session = make_session(tmp_path, dumper, restart_count=0)
     session.child = FREE_PID
@@ -259,6 +261,20 @@ def test_without_a_reservation_the_first_block_is_used(tmp_path: Path) -> None:
         (1, "final", True),
         (2, "final", True),
     ]
+
+
+def test_without_a_reservation_no_number_below_one_used_here_is_taken(tmp_path: Path) -> None:
+    # The reservation is gone from a folder the catalog numbered: 1 had no result
+    # (a failed request), 2 is an image, 3 a leftover. Nothing at or below 3 is reused.
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    take(session.jobdir, dumper, 2)
+    writer.begin_checkpoint(session.jobdir, 3)
+
+    final = session.checkpoint()
+
+    assert final is not None and (final.seq, final.kind, final.ok) == (4, "final", True)
 
 
 @pytest.mark.parametrize(
