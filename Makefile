@@ -101,7 +101,7 @@ bench-checksum: setup
 # 40 checkpointed jobs on the local cluster for 5 minutes (the load test).
 bench-load: setup
 	@mkdir -p build
-	SLURM_CKPT_LOAD_RESULTS=$(CURDIR)/build/load.json \
+	SLURM_CKPT_LOAD_RESULTS=$(CURDIR)/build/load.json SLURM_CKPT_LOAD_SECONDS=300 \
 	    $(PYTEST) -p no:cacheprovider -q -s tests/integration/test_load.py
 	$(PYTHON) scripts/benchlib.py wrap load build/load.json $(RESULTS)/load.json
 

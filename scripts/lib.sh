@@ -114,7 +114,8 @@ debian_source() {
     # Only the upstream tarball is needed; the .dsc or .debian.tar.xz may be missing.
     (cd "$work" && criu_apt "$work/apt" apt-get source --download-only -qq "$pkg=$version" \
         >/dev/null 2>&1 || true)
-    [ -f "$work/$tarball" ] || die "$pkg: download of $tarball failed"
+    [ -f "$work/$tarball" ] \
+        || die "$pkg: $mirror did not serve $tarball, which its index lists; try again later, or choose another release"
     echo "$sha  $work/$tarball" | sha256sum -c --quiet - \
         || die "$pkg: $tarball does not match the SHA-256 apt lists ($sha)"
     install -m 0644 "$work/$tarball" "$cache/$tarball.tmp"

@@ -62,7 +62,7 @@ step_packages() {
 # or a release built from the Debian source archive once and kept.
 step_slurm() {
     local home
-    home=$(slurm_select "${SLURM_RELEASE:-distro}")
+    home=$(slurm_select "${SLURM_RELEASE:-distro}") || exit 1
     log "slurm: $(slurm_version "$home") selected ($home)"
 }
 
@@ -86,7 +86,7 @@ step_criu() {
     # The newest source in CRIU_SUITES, kept in CRIU_CACHE (the zdtm suite is built
     # from the same tarball), checked against the signed index's SHA-256.
     local tarball upstream
-    tarball=$(criu_source "" "$CRIU_CACHE" "$CRIU_SUITES")
+    tarball=$(criu_source "" "$CRIU_CACHE" "$CRIU_SUITES") || exit 1
     upstream=$(basename "$tarball" .orig.tar.xz); upstream=${upstream#criu_}
     version_ge "$upstream" "$CRIU_MIN_VERSION" || die "criu: newest source is $upstream, need >= $CRIU_MIN_VERSION"
     local work; work=$(mktemp -d /var/tmp/slurm-ckpt-criu.XXXXXX)

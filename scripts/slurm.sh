@@ -12,8 +12,10 @@
 SLURM_SUITES=${SLURM_SUITES:-"bookworm trixie sid"}
 SLURM_CACHE=${SLURM_CACHE:-/var/cache/slurm-ckpt/slurm}
 # What a built release needs beyond the set-up's packages: MUNGE's header for
-# auth/munge, Lua's for the job_submit and cli_filter lua plugins.
-SLURM_BUILD_PACKAGES=(libmunge-dev liblua5.1-0-dev)
+# auth/munge, Lua's for the job_submit and cli_filter lua plugins, json-c's for
+# serializer/json (which cli_filter/lua needs from 23.02 on: without it sbatch
+# crashes).
+SLURM_BUILD_PACKAGES=(libmunge-dev liblua5.1-0-dev libjson-c-dev)
 
 # The chosen Slurm's installation prefix (bin/, sbin/, include/, lib/).
 slurm_home() { readlink -f "$PREFIX/slurm/current" 2>/dev/null || echo /usr; }
@@ -28,7 +30,9 @@ slurm_version() { "$1/sbin/slurmctld" -V 2>/dev/null | awk '{print $2}'; }
 SLURM_CONFIGURE=(--sysconfdir=/etc/slurm --disable-static --enable-multiple-slurmd
     --with-munge --without-hdf5)
 # Recorded in each build's .built, so a change of recipe builds again.
-slurm_recipe() { printf '%s\n' "${SLURM_CONFIGURE[@]}" | sha256sum | cut -c1-16; }
+slurm_recipe() {
+    printf '%s\n' "${SLURM_CONFIGURE[@]}" "${SLURM_BUILD_PACKAGES[@]}" | sha256sum | cut -c1-16
+}
 
 # slurm_built RELEASE: the newest prefix of RELEASE (exact, or X.Y.*) built
 # with this recipe.
@@ -54,7 +58,7 @@ slurm_build() {
     fi
     apt_install "${SLURM_BUILD_PACKAGES[@]}"
     local tarball version
-    tarball=$(debian_source slurm-wlm "$want" "$SLURM_CACHE" "$SLURM_SUITES")
+    tarball=$(debian_source slurm-wlm "$want" "$SLURM_CACHE" "$SLURM_SUITES") || exit 1
     version=$(basename "$tarball"); version=${version#slurm-wlm_}; version=${version%.orig.tar.*}
     home=$PREFIX/slurm/$version
     local work; work=$(mktemp -d /var/tmp/slurm-ckpt-slurm.XXXXXX)
@@ -74,6 +78,8 @@ slurm_build() {
         || die "slurm: $version was built without auth/munge (is libmunge-dev installed?)"
     [ -f "$work/root$home/lib/slurm/job_submit_lua.so" ] \
         || die "slurm: $version was built without the lua plugins (is liblua5.1-0-dev installed?)"
+    [ -f "$work/root$home/lib/slurm/serializer_json.so" ] \
+        || die "slurm: $version was built without serializer/json (is libjson-c-dev installed?)"
     echo "$(sha256sum "$tarball" | cut -d' ' -f1) $(slurm_recipe)" > "$work/root$home/.built"
     install -d -m 0755 "$PREFIX/slurm"
     rm -rf "$home"
@@ -88,10 +94,11 @@ slurm_select() {
     local release=$1 home
     case $release in
         distro | "") home=/usr ;;
-        [0-9][0-9].[0-9][0-9] | [0-9][0-9].[0-9][0-9].[0-9]*) home=$(slurm_build "$release") ;;
+        # A command substitution does not stop at a failure: its own die said why.
+        [0-9][0-9].[0-9][0-9] | [0-9][0-9].[0-9][0-9].[0-9]*) home=$(slurm_build "$release") || exit 1 ;;
         *) die "SLURM_RELEASE=$release: use distro (Debian's package) or a release such as 24.11 or 24.11.5" ;;
     esac
-    [ -x "$home/sbin/slurmctld" ] || die "slurm: no slurmctld in $home/sbin"
+    [ -n "$home" ] && [ -x "$home/sbin/slurmctld" ] || die "slurm: no slurmctld in ${home:-?}/sbin"
     install -d -m 0755 "$PREFIX/slurm"
     ln -sfn "$home" "$PREFIX/slurm/.current.tmp"
     mv -Tf "$PREFIX/slurm/.current.tmp" "$PREFIX/slurm/current"

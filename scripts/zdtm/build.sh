@@ -97,7 +97,7 @@ EOF
 main() {
     local started=$SECONDS tarball
     # The installed version's own source, as setup-system.sh fetched and kept it.
-    tarball=$(criu_source "$VERSION" "$ZDTM_CACHE" "$CRIU_SUITES")
+    tarball=$(criu_source "$VERSION" "$ZDTM_CACHE" "$CRIU_SUITES") || exit 1
     local src=$ZDTM_ROOT/src/criu-$VERSION
     if [ ! -f "$src/.unpacked" ]; then
         rm -rf "$src"

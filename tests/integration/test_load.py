@@ -1,5 +1,6 @@
-"""Load: 40 checkpointed jobs at once, a checkpoint every 15 s each, for 5 minutes,
-on the local cluster with the real service, launcher and CRIU."""
+"""Load: 40 checkpointed jobs at once, a checkpoint every 15 s each, for 2 minutes
+(`make bench-load`: 5, SLURM_CKPT_LOAD_SECONDS), on the local cluster with the real
+service, launcher and CRIU."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from .slurm_helpers import SlurmTestClient
 
 JOBS = 40
 INTERVAL = 15
-RUN_SECONDS = 300
+# make test's run is long enough for every job's gaps to show; the benchmark's longer.
+RUN_SECONDS = int(os.environ.get("SLURM_CKPT_LOAD_SECONDS", "120"))
 PID_FILE = Path("/var/lib/slurm-ckpt-cluster/slurm-ckptd.pid")
 
 
@@ -40,7 +42,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @pytest.mark.timeout(RUN_SECONDS + 300)
-def test_forty_jobs_every_fifteen_seconds_for_five_minutes(
+def test_forty_jobs_checkpointed_every_fifteen_seconds(
     cluster: SlurmTestClient,
     service_catalog: Catalog,
     test_user: pwd.struct_passwd,

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from slurm_ckpt.errors import SlurmOutputError
-from slurm_ckpt.slurm import parse, states
+from slurm_ckpt.slurm import parse, releases, states
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "slurm"
+RECORDED = Path(__file__).resolve().parent.parent / "data" / "slurm"
+DATA = RECORDED / "22.05"
+# Every release's recording (scripts/record-slurm-output.sh), one folder each.
+RELEASES = sorted(p.name for p in RECORDED.iterdir() if p.is_dir())
 
 
 def test_squeue_keeps_only_tagged_jobs_with_every_field() -> None:
@@ -36,6 +40,39 @@ def test_squeue_keeps_only_tagged_jobs_with_every_field() -> None:
 
     assert jobs[4].is_finished and jobs[4].interval == 5400
     assert jobs[4].time_limit == 365 * 86400
+
+
+def test_a_recording_exists_for_each_tested_release() -> None:
+    assert set(releases.TESTED) <= set(RELEASES)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_each_releases_squeue_output_gives_the_tagged_jobs(release: str) -> None:
+    jobs = parse.parse_squeue((RECORDED / release / "squeue_jobs.txt").read_text())
+
+    by_interval = {job.interval: job for job in jobs}
+    assert len(jobs) == 3 and set(by_interval) == {5400, 600, 1800}  # the untagged one is left out
+    finished, held, running = by_interval[5400], by_interval[600], by_interval[1800]
+    assert finished.is_finished and finished.time_limit == 365 * 86400
+    assert held.state in states.PENDING and held.start_time is None and held.batch_host is None
+    assert held.time_limit == 90 * 60 and held.user == "ckpt-alice"
+    assert running.is_running and running.user == "ckpt-bob" and running.time_limit == 86400
+    assert running.batch_host in {"node1", "node2"} and running.node_list == running.batch_host
+    assert running.start_time is not None and running.end_time is not None
+    assert running.end_time - running.start_time == timedelta(days=1)
+    assert running.restarts == 0
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_each_releases_sinfo_output_gives_node_states_and_reasons(release: str) -> None:
+    def node2(name: str) -> Any:
+        return parse.parse_sinfo((RECORDED / release / name).read_text())["node2"]
+
+    assert node2("sinfo_idle.txt").is_usable
+    drained = node2("sinfo_drained.txt")
+    assert drained.state == "drained" and drained.reason == "slurm-ckpt test | pipe"
+    down = node2("sinfo_down.txt")
+    assert down.state == "down" and down.reason == "recorded for slurm-ckpt parser tests"
 
 
 def test_squeue_reads_slurms_default_time_format_in_a_given_zone() -> None:
