@@ -461,8 +461,9 @@ def load(doc: Doc) -> str:
     return f"""## Load on the local cluster
 
 `tests/integration/test_load.py` (part of `make test` for 2 minutes; `make
-bench-load` runs it alone for 5 and keeps its numbers): {p["jobs"]} checkpointed jobs running at once on the
-two local nodes, `--checkpoint={p["interval_s"]}s`, for {p["run_s"]} s, with the real
+bench-load` runs it alone for 5 and keeps its numbers): {p["jobs"]} checkpointed
+jobs running at once on the two local nodes, `--checkpoint={p["interval_s"]}s`,
+for {p["run_s"]} s, with the real
 service, launcher and CRIU. The test fails when a job's gap exceeds the bound
 (interval, jitter and admission), when in-flight checkpoints exceed the cap,
 or when a failed checkpoint has no reason. {measured_on(doc)}
