@@ -13,7 +13,7 @@ PYTHON := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 REPORT := build/test-report.xml
 
-.PHONY: help setup cluster-up cluster-down cluster-status test test-unit test-local lint demo bench bench-dump bench-recovery bench-catalog bench-service bench-checksum bench-jobfs bench-files bench-load bench-report zdtm clean
+.PHONY: help setup cluster-up cluster-down cluster-status test test-unit test-local lint demo bench bench-dump bench-recovery bench-recovery-releases bench-catalog bench-service bench-checksum bench-jobfs bench-files bench-load bench-report zdtm clean
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -78,6 +78,10 @@ bench-dump: setup
 bench-recovery: setup
 	$(PYTHON) scripts/bench_recovery.py --json $(RESULTS)/recovery.json
 
+# The same on each other release of TEST_RELEASES (built once, as make test does).
+bench-recovery-releases: setup
+	scripts/bench-releases.sh $(TEST_RELEASES)
+
 # The catalog's list-jobs summary and newest-valid lookup on SQLite and PostgreSQL.
 bench-catalog: setup
 	$(PYTHON) scripts/bench_catalog.py --json $(RESULTS)/catalog.json
@@ -110,7 +114,7 @@ bench-report:
 	$(PYTHON) scripts/bench_report.py $(RESULTS) docs/benchmarks.md
 
 # Every benchmark (about 20 minutes), then the page.
-bench: bench-checksum bench-jobfs bench-files bench-dump bench-catalog bench-service bench-recovery bench-load
+bench: bench-checksum bench-jobfs bench-files bench-dump bench-catalog bench-service bench-recovery bench-recovery-releases bench-load
 	$(MAKE) bench-report
 
 clean:

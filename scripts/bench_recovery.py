@@ -238,10 +238,17 @@ def main() -> int:
         for k, v in [line.strip().split("=", 1)]
         if k in ("SlurmdTimeout", "MessageTimeout", "AuthInfo", "SchedulerParameters")
     }
+    release = proc.run(["scontrol", "--version"], timeout=30).stdout.split()[-1]
     benchlib.write_results(
         args.json,
         "recovery",
-        {"rounds": args.rounds, "interval_s": args.interval, "step_s": STEP_S, **timeouts},
+        {
+            "rounds": args.rounds,
+            "interval_s": args.interval,
+            "step_s": STEP_S,
+            "slurm": release,
+            **timeouts,
+        },
         rows,
     )
     return 0

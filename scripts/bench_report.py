@@ -472,6 +472,37 @@ or when a failed checkpoint has no reason. {measured_on(doc)}
 """
 
 
+def recovery_by_release(docs: list[Doc]) -> str:
+    """Medians of `make bench-recovery` on each Slurm release (recovery*.json)."""
+    keys = [
+        ("node_down_s", 1),
+        ("requeued_s", 1),
+        ("launched_s", 1),
+        ("ours_s", 2),
+        ("restored_s", 1),
+        ("lost_work_s", 1),
+    ]
+    rows = [
+        [
+            str(doc["params"].get("slurm", "?")),
+            str(len(doc["results"])),
+            *[s(statistics.median(float(r[k]) for r in doc["results"]), d) for k, d in keys],
+            doc["measured_at"][:10],
+        ]
+        for doc in sorted(docs, key=lambda d: str(d["params"].get("slurm", "")))
+    ]
+    head = ["Slurm", "rounds", "DOWN", "requeued", "launcher started", "ours", "working again"]
+    return f"""## Node failure to running again, by Slurm release
+
+`make bench-recovery` on each release (`make bench-recovery-releases` for the
+others, `docs/bench-results/recovery-slurm-<release>.json`): the medians of its
+rounds, seconds after the kill. 25.11 and later hold a requeued job back for
+`requeue_delay` as well as the credential lifetime (`cred_expire`, 10 s here).
+
+{table([*head, "lost work", "measured"], rows)}
+"""
+
+
 SECTIONS: list[tuple[str, str, Callable[[Doc], str]]] = [
     ("dump", "make bench-dump", dump),
     ("recovery", "make bench-recovery", recovery),
@@ -499,6 +530,16 @@ def render(results: Path) -> str:
             parts.append(section(json.loads(path.read_text())))
         else:
             parts.append(f"## {name}\n\nNot measured yet: run `{target}`.\n")
+        if name == "recovery":
+            releases = sorted(results.glob("recovery-slurm-*.json"))
+            if releases:
+                docs = [json.loads(f.read_text()) for f in [path, *releases] if f.exists()]
+                parts.append(recovery_by_release(docs))
+            else:
+                parts.append(
+                    "## Node failure to running again, by Slurm release\n\n"
+                    "Not measured yet: run `make bench-recovery-releases`.\n"
+                )
     return "\n".join(parts)
 
 
