@@ -76,7 +76,7 @@ class Chainer:
         True when one was sent."""
         decision = self.policy.due(
             running=True,
-            end_time=info.end_time,
+            limit_at=info.limit_at,
             now=now,
             chained_runs=record.chained_runs,
             opted_out=info.no_chain,

@@ -228,7 +228,7 @@ class WalltimeChaining:
         self,
         *,
         running: bool,
-        end_time: datetime | None,
+        limit_at: datetime | None,
         now: datetime,
         chained_runs: int,
         opted_out: bool,
@@ -241,10 +241,10 @@ class WalltimeChaining:
             return ChainDecision(False, "the job opted out of walltime chaining")
         if not running:
             return ChainDecision(False, "the job is not running")
-        if end_time is None:
-            return ChainDecision(False, "the job's end time is unknown")
-        _require_aware("end_time", end_time)
-        left = end_time - now
+        if limit_at is None:
+            return ChainDecision(False, "the job has no time limit")
+        _require_aware("limit_at", limit_at)
+        left = limit_at - now
         if left > self.margin:
             return ChainDecision(
                 False, f"time limit in {_seconds(left)}, margin {_seconds(self.margin)}"

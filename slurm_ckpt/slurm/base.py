@@ -8,7 +8,7 @@ and `ckpt-admin` depend on this module, never on one implementation
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from slurm_ckpt.slurm import states
@@ -34,6 +34,14 @@ class JobInfo:
     @property
     def is_running(self) -> bool:
         return self.state in states.RUNNING
+
+    @property
+    def limit_at(self) -> datetime | None:
+        """When this run reaches its time limit; None without a limit or a start. Not
+        `end_time`: Slurm moves that to the end of a preemption's grace time, too."""
+        if self.start_time is None or self.time_limit is None:
+            return None
+        return self.start_time + timedelta(seconds=self.time_limit)
 
     @property
     def is_finished(self) -> bool:

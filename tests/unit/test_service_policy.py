@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from slurm_ckpt.service.policy import (
     next_due,
 )
 from slurm_ckpt.slurm import states
+from slurm_ckpt.slurm.base import JobInfo
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 aware_times = st.datetimes(
@@ -371,7 +373,7 @@ def chaining(enabled: bool = True, max_runs: int = 5) -> WalltimeChaining:
 def due(w: WalltimeChaining, **changes: object) -> tuple[bool, str]:
     args: dict[str, object] = {
         "running": True,
-        "end_time": END,
+        "limit_at": END,
         "now": T0,
         "chained_runs": 0,
         "opted_out": False,
@@ -389,12 +391,12 @@ def test_chaining_acts_inside_the_margin() -> None:
 
 
 def test_chaining_acts_exactly_at_the_margin_and_after_the_end() -> None:
-    assert due(chaining(), end_time=T0 + timedelta(minutes=2))[0]
-    assert due(chaining(), end_time=T0 - timedelta(seconds=30))[0]
+    assert due(chaining(), limit_at=T0 + timedelta(minutes=2))[0]
+    assert due(chaining(), limit_at=T0 - timedelta(seconds=30))[0]
 
 
 def test_chaining_waits_outside_the_margin() -> None:
-    act, reason = due(chaining(), end_time=T0 + timedelta(minutes=2, seconds=1))
+    act, reason = due(chaining(), limit_at=T0 + timedelta(minutes=2, seconds=1))
     assert not act
     assert "time limit in" in reason
 
@@ -405,7 +407,7 @@ def test_chaining_waits_outside_the_margin() -> None:
         (chaining(enabled=False), {}, "disabled"),
         (chaining(), {"opted_out": True}, "opted out"),
         (chaining(), {"running": False}, "not running"),
-        (chaining(), {"end_time": None}, "unknown"),
+        (chaining(), {"limit_at": None}, "no time limit"),
         (chaining(max_runs=5), {"chained_runs": 5}, "chain limit 5 reached"),
         (chaining(max_runs=5), {"chained_runs": 7}, "chain limit 5 reached"),
         (chaining(max_runs=0), {}, "chain limit 0 reached"),
@@ -425,7 +427,7 @@ def test_chaining_below_the_limit_acts() -> None:
 
 def test_chain_limit_is_not_reported_far_from_the_time_limit() -> None:
     # Otherwise every poll would log "chain limit reached" for hours.
-    act, reason = due(chaining(max_runs=1), chained_runs=1, end_time=T0 + timedelta(hours=3))
+    act, reason = due(chaining(max_runs=1), chained_runs=1, limit_at=T0 + timedelta(hours=3))
     assert not act
     assert "chain limit" not in reason
 
@@ -438,7 +440,7 @@ def test_chaining_rejects_bad_settings_and_naive_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         due(chaining(), now=datetime(2025, 1, 1))
     with pytest.raises(ValueError, match="timezone-aware"):
-        due(chaining(), end_time=datetime(2025, 1, 1))
+        due(chaining(), limit_at=datetime(2025, 1, 1))
 
 
 # Due times
@@ -554,3 +556,26 @@ def test_jitter_within_bounds(key: int, interval: int, fraction: float, cap: flo
     span = min(interval * fraction, cap)
     assert value >= 0.0
     assert value < span or value == span == 0.0
+
+
+def test_the_time_limit_is_the_runs_start_plus_its_limit_not_slurms_end_time() -> None:
+    # A preempted job's end time moves to the end of its grace time: no time limit.
+    preempted = JobInfo(
+        job_id=7,
+        state="RUNNING",
+        user="u",
+        uid=1000,
+        batch_host="node1",
+        node_list="node1",
+        start_time=T0 - timedelta(hours=1),
+        time_limit=None,
+        end_time=T0 + timedelta(seconds=15),
+        restarts=0,
+        interval=60,
+    )
+    assert preempted.limit_at is None
+    act, reason = due(chaining(), limit_at=preempted.limit_at)
+    assert not act and "no time limit" in reason
+    limited = replace(preempted, time_limit=3600 + 60, end_time=T0 + timedelta(seconds=15))
+    assert limited.limit_at == T0 + timedelta(seconds=60)
+    assert due(chaining(), limit_at=limited.limit_at)[0]
