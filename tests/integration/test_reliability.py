@@ -326,22 +326,28 @@ def test_preempted_job_takes_a_final_checkpoint_and_loses_nothing(
         args=["-p", "urgent", f"--nodelist={node}", "--exclusive", "--output=urgent.out"],
     )
     try:
-        final = cluster.wait_for(job, {"COMPLETED"}, timeout=240, where={"Restarts": "1"})
+        final = cluster.wait_for(job, {"COMPLETED"}, timeout=240)
     finally:
         cluster.cancel(job)
         cluster.cancel(urgent)
 
     assert final["ExitCode"] == "0:0"
+    # Slurm 24.11 keeps the preemption's grace flag across the requeue and requeues
+    # the restored run once more when it ends; the result must be the same.
+    assert int(final["Restarts"]) in (1, 2), final
     assert (user_dir / "job.out").read_text() == expected(100)
     assert (user_dir / "counter.txt").read_text() == expected(100)
-    # Restored from the checkpoint the launcher took on Slurm's preemption signal.
+    # The launcher took a final checkpoint on Slurm's preemption signal, which the
+    # service recorded at the number it had reserved for it...
     jobdir = JobDir(service_store_root, test_user.pw_name, job)
+    finals = [c.seq for c in service_catalog.checkpoints(record.id) if c.kind == "final"]
+    assert finals, [(c.seq, c.kind, c.state) for c in service_catalog.checkpoints(record.id)]
+    result = json.loads(jobdir.result_file(max(finals)).read_text())
+    assert result["kind"] == "final" and result["ok"], result
+    # ...and the restart restored it, or one taken after it within the grace time.
     report = json.loads((jobdir.path / "restarts" / "0001.json").read_text())
     assert report["outcome"] == "restored", report
-    result = json.loads(jobdir.result_file(report["seq"]).read_text())
-    assert result["kind"] == "final", result
-    # ...which the service recorded at the number it had reserved for it.
-    assert report["seq"] in {c.seq for c in service_catalog.checkpoints(record.id)}
+    assert report["seq"] >= max(finals), (report, finals)
 
 
 @pytest.mark.timeout(900)
