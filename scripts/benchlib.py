@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# The Slurm the set-up selected (SLURM_RELEASE, scripts/slurm.sh) answers every
+# command a benchmark runs, as under make's targets.
+_SLURM = Path(os.environ.get("SLURM_CKPT_PREFIX", "/opt/slurm-ckpt")) / "slurm" / "current"
+os.environ["PATH"] = f"{_SLURM}/bin:{_SLURM}/sbin:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -104,3 +104,17 @@ slurm_select() {
     mv -Tf "$PREFIX/slurm/.current.tmp" "$PREFIX/slurm/current"
     echo "$home"
 }
+
+# slurm_is_distro RELEASE: true when RELEASE (24.11 or 24.11.5) is the major
+# release of this distribution's own Slurm package.
+slurm_is_distro() {
+    [ "$(slurm_version /usr | cut -d. -f1-2)" = "$(echo "$1" | cut -d. -f1-2)" ]
+}
+
+# slurm_restore_default: Debian's Slurm selected again, the cluster down (an
+# EXIT trap of the scripts that switch releases).
+slurm_restore_default() {
+    "$REPO/scripts/cluster.sh" down >/dev/null 2>&1 || true
+    SLURM_RELEASE=distro "$REPO/scripts/setup-system.sh" slurm >/dev/null 2>&1 \
+        || log "slurm: could not select Debian's Slurm again; run scripts/setup-system.sh slurm"
+}

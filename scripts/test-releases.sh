@@ -11,25 +11,20 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
+PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
+# shellcheck source=scripts/slurm.sh
+. "$REPO/scripts/slurm.sh"
 
 VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
 [ $# -gt 0 ] || { log "releases: none to test"; exit 0; }
 
-restore_default() {
-    "$REPO/scripts/cluster.sh" down >/dev/null 2>&1 || true
-    SLURM_RELEASE=distro "$REPO/scripts/setup-system.sh" slurm >/dev/null 2>&1 \
-        || log "releases: could not select Debian's Slurm again; run scripts/setup-system.sh slurm"
-}
-trap restore_default EXIT
+trap slurm_restore_default EXIT
 
 mkdir -p "$REPO/build"
 failed=()
-# shellcheck source=scripts/slurm.sh
-PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt} . "$REPO/scripts/slurm.sh"
-distro=$(slurm_version /usr)
 for release in "$@"; do
-    if [ "${distro%.*}" = "${release%.*}" ] || [ "$distro" = "$release" ]; then
-        log "releases: Slurm $release is this distribution's own ($distro): the full suite ran on it"
+    if slurm_is_distro "$release"; then
+        log "releases: Slurm $release is this distribution's own: the full suite ran on it"
         continue
     fi
     t0=$(date +%s)
