@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from slurm_ckpt.db.catalog import JobRecord
 from slurm_ckpt.db.states import CheckpointKind, CheckpointState, EventKind, JobState
 from slurm_ckpt.errors import CatalogUnavailable, SlurmUnavailable
 from slurm_ckpt.service.requests import Sent
@@ -35,6 +36,13 @@ def world(tmp_path: Path) -> Iterator[FakeWorld]:
         SLURM_CKPT_SERVICE_CHECKPOINT_DEADLINE="5m",
     ) as world:
         yield world
+
+
+def seen_running(world: FakeWorld, job_id: int) -> tuple[JobRecord, JobDir]:
+    """A running job, once the service's sync has seen it: its record and its folder."""
+    world.job(job_id)
+    world.service.sync()
+    return world.tracked(job_id), JobDir(world.store, USER, job_id)
 
 
 def test_a_running_job_is_tracked_and_scheduled_one_interval_after_its_start(
@@ -352,10 +360,7 @@ def test_a_request_the_requeued_job_never_saw_fails_at_the_next_sync(world: Fake
 def test_the_launchers_own_final_checkpoint_is_recorded_when_the_job_is_requeued(
     world: FakeWorld,
 ) -> None:
-    world.job(112)
-    world.service.sync()
-    record = world.tracked(112)
-    jobdir = JobDir(world.store, USER, 112)
+    record, jobdir = seen_running(world, 112)
     assert b'"seq": 1' in jobdir.final_request_file.read_bytes()  # reserved at first sight
     # Slurm's signal before a preemption: no request file, the launcher takes a final one.
     world.play_launcher(112, "USR1")
@@ -379,10 +384,7 @@ def test_the_launchers_own_final_checkpoint_is_recorded_when_the_job_is_requeued
 def test_finals_taken_while_the_service_was_away_are_recorded_in_order(
     world: FakeWorld,
 ) -> None:
-    world.job(116)
-    world.service.sync()
-    record = world.tracked(116)
-    jobdir = JobDir(world.store, USER, 116)
+    record, jobdir = seen_running(world, 116)
     # Two preemptions with no service: the same reservation gives each its own number.
     world.play_launcher(116, "USR1")
     world.play_launcher(116, "USR1")
@@ -425,10 +427,7 @@ def test_finals_taken_before_the_service_first_saw_the_job_are_recorded(
 def test_a_final_no_stop_followed_is_recorded_before_the_next_request_is_numbered(
     world: FakeWorld,
 ) -> None:
-    world.job(119)
-    world.service.sync()
-    record = world.tracked(119)
-    jobdir = JobDir(world.store, USER, 119)
+    record, jobdir = seen_running(world, 119)
     # The user's own USR1 (or a warning no stop followed): a final at the reserved 1.
     world.play_launcher(119, "USR1")
 
@@ -473,10 +472,7 @@ def test_a_request_whose_signal_failed_is_still_taken_when_slurms_own_signal_ans
 def test_only_the_reserved_numbers_are_recorded_and_a_failed_final_is_failed(
     world: FakeWorld,
 ) -> None:
-    world.job(115)
-    world.service.sync()
-    record = world.tracked(115)
-    jobdir = JobDir(world.store, USER, 115)
+    record, jobdir = seen_running(world, 115)
     # A result at a number nobody reserved is never looked at.
     jobdir.results_dir.mkdir(exist_ok=True)
     jobdir.result_file(40).write_text('{"job_id": 115, "seq": 40, "ok": true}')

@@ -122,6 +122,14 @@ def test_image_of_another_job_is_refused(tmp_path: Path) -> None:
     assert "job 43" in report.attempts[0].error
 
 
+def running_session(tmp_path: Path) -> tuple[FakeDumper, Session]:
+    """A first run's session whose workload runs: checkpoints are taken from it."""
+    dumper = FakeDumper()
+    session = make_session(tmp_path, dumper, restart_count=0)
+    session.child = FREE_PID
+    return dumper, session
+
+
 def reserve(jobdir: JobDir, seq: int) -> None:
     """The service's reservation of the number for the next checkpoint without a request."""
     jobdir.final_request_file.write_text(
@@ -175,9 +183,7 @@ def test_an_unlisted_newer_image_is_tried_first_only_with_its_result_ok(
 def test_a_request_for_a_seq_already_taken_keeps_the_first_result_and_takes_a_final(
     tmp_path: Path,
 ) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
     reserve(session.jobdir, 1)
     first = session.checkpoint()  # Slurm's signal, no request: final checkpoint 1
     assert first is not None and first.ok and first.kind == "final"
@@ -195,9 +201,7 @@ def test_a_request_for_a_seq_already_taken_keeps_the_first_result_and_takes_a_fi
 
 
 def test_a_request_left_behind_never_costs_slurms_signal_its_final(tmp_path: Path) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
     reserve(session.jobdir, 3)
     # Request 3 answered by a final; then the service's request 3 was written but
     # its signal never came.
@@ -215,9 +219,7 @@ def test_a_request_left_behind_never_costs_slurms_signal_its_final(tmp_path: Pat
 def test_slurms_signal_after_a_request_took_the_reserved_number_takes_the_next(
     tmp_path: Path,
 ) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
     reserve(session.jobdir, 1)
     session.jobdir.request_file.write_text('{"job_id": 42, "seq": 1}')
     assert session.checkpoint() is not None  # the request
@@ -230,9 +232,7 @@ def test_slurms_signal_after_a_request_took_the_reserved_number_takes_the_next(
 def test_finals_step_over_used_numbers_and_leftovers_and_stop_at_the_blocks_end(
     tmp_path: Path,
 ) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
     reserve(session.jobdir, 5)
     take(session.jobdir, dumper, 5)  # committed, its result never written (killed)
     writer.begin_checkpoint(session.jobdir, 6)  # a dump cut off in staging
@@ -251,9 +251,7 @@ def test_without_a_reservation_the_block_after_the_folders_numbers_is_used(
 ) -> None:
     # The service has not seen the job running: in a new folder the catalog has
     # numbered nothing, so the finals start at 1.
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
 
     taken = [session.checkpoint(), session.checkpoint()]
 
@@ -266,9 +264,7 @@ def test_without_a_reservation_the_block_after_the_folders_numbers_is_used(
 def test_without_a_reservation_no_number_below_one_used_here_is_taken(tmp_path: Path) -> None:
     # The reservation is gone from a folder the catalog numbered: 1 had no result
     # (a failed request), 2 is an image, 3 a leftover. Nothing at or below 3 is reused.
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
     take(session.jobdir, dumper, 2)
     writer.begin_checkpoint(session.jobdir, 3)
 
@@ -284,9 +280,7 @@ def test_without_a_reservation_no_number_below_one_used_here_is_taken(tmp_path: 
 def test_without_a_usable_reservation_no_final_checkpoint_is_taken(
     tmp_path: Path, reservation: str
 ) -> None:
-    dumper = FakeDumper()
-    session = make_session(tmp_path, dumper, restart_count=0)
-    session.child = FREE_PID
+    dumper, session = running_session(tmp_path)
     session.jobdir.final_request_file.write_text(reservation)
 
     assert session.checkpoint() is None
