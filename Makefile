@@ -34,7 +34,7 @@ cluster-status:
 # cluster up through scripts/cluster.sh and down again. The report check fails
 # the run when integration tests were skipped or none ran.
 # Then the end-to-end core (tests marked core) on each of TEST_RELEASES but the
-# distribution's own, built from Debian's source archive once and kept
+# selected one (Debian's by default), built from Debian's source archive once and kept
 # (scripts/test-releases.sh): 24.11 on Debian 12, 22.05 on Debian 13.
 TEST_RELEASES ?= 22.05 24.11
 

@@ -18,7 +18,8 @@ SLURM_CACHE=${SLURM_CACHE:-/var/cache/slurm-ckpt/slurm}
 SLURM_BUILD_PACKAGES=(libmunge-dev liblua5.1-0-dev libjson-c-dev)
 
 # The chosen Slurm's installation prefix (bin/, sbin/, include/, lib/).
-slurm_home() { readlink -f "$PREFIX/slurm/current" 2>/dev/null || echo /usr; }
+# A missing or dangling link is Debian's package.
+slurm_home() { readlink -e "$PREFIX/slurm/current" 2>/dev/null || echo /usr; }
 
 # slurm_version HOME: the release HOME's slurmctld reports, such as 24.11.5.
 slurm_version() { "$1/sbin/slurmctld" -V 2>/dev/null | awk '{print $2}'; }
@@ -64,27 +65,33 @@ slurm_build() {
     local work; work=$(mktemp -d /var/tmp/slurm-ckpt-slurm.XXXXXX)
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" RETURN
-    tar -xf "$tarball" -C "$work"
+    # This runs inside a command substitution, where set -e does not hold: every
+    # step is checked, and a failure shows its log on stderr and removes $work.
+    failed() {
+        tail -n 30 "$work/build.log" >&2 2>/dev/null || true
+        rm -rf "$work"
+        die "$1"
+    }
+    tar -xf "$tarball" -C "$work" || failed "slurm: cannot unpack $tarball"
     local src; src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'slurm-*' | head -n1)
-    [ -n "$src" ] || die "slurm: $tarball holds no slurm-* folder"
+    [ -n "$src" ] || failed "slurm: $tarball holds no slurm-* folder"
     log "slurm: building $version (several minutes; kept in $home)"
     (cd "$src" && ./configure --prefix="$home" "${SLURM_CONFIGURE[@]}" >"$work/build.log" 2>&1) \
-        || { tail -n 30 "$work/build.log"; die "slurm: configure of $version failed (log above)"; }
+        || failed "slurm: configure of $version failed (log above)"
     make -C "$src" -j"$(nproc)" >>"$work/build.log" 2>&1 \
-        || { tail -n 30 "$work/build.log"; die "slurm: build of $version failed (log above)"; }
+        || failed "slurm: build of $version failed (log above)"
     make -C "$src" install DESTDIR="$work/root" >>"$work/build.log" 2>&1 \
-        || { tail -n 30 "$work/build.log"; die "slurm: install of $version failed (log above)"; }
+        || failed "slurm: install of $version failed (log above)"
     [ -f "$work/root$home/lib/slurm/auth_munge.so" ] \
-        || die "slurm: $version was built without auth/munge (is libmunge-dev installed?)"
+        || failed "slurm: $version was built without auth/munge (is libmunge-dev installed?)"
     [ -f "$work/root$home/lib/slurm/job_submit_lua.so" ] \
-        || die "slurm: $version was built without the lua plugins (is liblua5.1-0-dev installed?)"
+        || failed "slurm: $version was built without the lua plugins (is liblua5.1-0-dev installed?)"
     [ -f "$work/root$home/lib/slurm/serializer_json.so" ] \
-        || die "slurm: $version was built without serializer/json (is libjson-c-dev installed?)"
-    echo "$(sha256sum "$tarball" | cut -d' ' -f1) $(slurm_recipe)" > "$work/root$home/.built"
-    install -d -m 0755 "$PREFIX/slurm"
-    rm -rf "$home"
-    mv "$work/root$home" "$home"
-    chmod -R a+rX "$home"
+        || failed "slurm: $version was built without serializer/json (is libjson-c-dev installed?)"
+    echo "$(sha256sum "$tarball" | cut -d' ' -f1) $(slurm_recipe)" > "$work/root$home/.built" \
+        || failed "slurm: cannot write $home/.built"
+    install -d -m 0755 "$PREFIX/slurm" && rm -rf "$home" && mv "$work/root$home" "$home" \
+        && chmod -R a+rX "$home" || failed "slurm: cannot install $version into $home"
     log "slurm: $version built into $home"
     echo "$home"
 }
@@ -99,22 +106,28 @@ slurm_select() {
         *) die "SLURM_RELEASE=$release: use distro (Debian's package) or a release such as 24.11 or 24.11.5" ;;
     esac
     [ -n "$home" ] && [ -x "$home/sbin/slurmctld" ] || die "slurm: no slurmctld in ${home:-?}/sbin"
-    install -d -m 0755 "$PREFIX/slurm"
-    ln -sfn "$home" "$PREFIX/slurm/.current.tmp"
-    mv -Tf "$PREFIX/slurm/.current.tmp" "$PREFIX/slurm/current"
+    install -d -m 0755 "$PREFIX/slurm" && ln -sfn "$home" "$PREFIX/slurm/.current.tmp" \
+        && mv -Tf "$PREFIX/slurm/.current.tmp" "$PREFIX/slurm/current" \
+        || die "slurm: cannot point $PREFIX/slurm/current at $home"
     echo "$home"
 }
 
-# slurm_is_distro RELEASE: true when RELEASE (24.11 or 24.11.5) is the major
-# release of this distribution's own Slurm package.
-slurm_is_distro() {
-    [ "$(slurm_version /usr | cut -d. -f1-2)" = "$(echo "$1" | cut -d. -f1-2)" ]
+# slurm_selected_is RELEASE: true when RELEASE (24.11 or 24.11.5) is the major
+# release of the Slurm now selected (the one the full suite ran on).
+slurm_selected_is() {
+    [ "$(slurm_version "$(slurm_home)" | cut -d. -f1-2)" = "$(echo "$1" | cut -d. -f1-2)" ]
 }
 
-# slurm_restore_default: Debian's Slurm selected again, the cluster down (an
-# EXIT trap of the scripts that switch releases).
-slurm_restore_default() {
+# slurm_selection: what SLURM_RELEASE selects the current Slurm again.
+slurm_selection() {
+    local home; home=$(slurm_home)
+    if [ "$home" = /usr ]; then echo distro; else slurm_version "$home"; fi
+}
+
+# slurm_restore SELECTION: the cluster down and SELECTION (slurm_selection's)
+# selected again (an EXIT trap of the scripts that switch releases).
+slurm_restore() {
     "$REPO/scripts/cluster.sh" down >/dev/null 2>&1 || true
-    SLURM_RELEASE=distro "$REPO/scripts/setup-system.sh" slurm >/dev/null 2>&1 \
-        || log "slurm: could not select Debian's Slurm again; run scripts/setup-system.sh slurm"
+    SLURM_RELEASE=$1 "$REPO/scripts/setup-system.sh" slurm >/dev/null 2>&1 \
+        || log "slurm: could not select Slurm $1 again; run SLURM_RELEASE=$1 scripts/setup-system.sh slurm"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test's release legs: the end-to-end core (tests marked `core`) on each
 # Slurm release given, one after the other, each with its own report and time.
-# Debian's package is selected again afterwards, whatever happened.
+# The Slurm selected at the start is selected again afterwards, whatever happened.
 #
 #   scripts/test-releases.sh RELEASE...     e.g. 24.11
 #
@@ -18,16 +18,21 @@ PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
 VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
 [ $# -gt 0 ] || { log "releases: none to test"; exit 0; }
 
-trap slurm_restore_default EXIT
+# The Slurm selected at the start, selected again at the end, whatever happened.
+selection=$(slurm_selection)
+# shellcheck disable=SC2064
+trap "slurm_restore '$selection'" EXIT
 
 mkdir -p "$REPO/build"
 failed=()
 for release in "$@"; do
-    if slurm_is_distro "$release"; then
-        log "releases: Slurm $release is this distribution's own: the full suite ran on it"
+    if slurm_selected_is "$release"; then
+        log "releases: Slurm $release is the selected one: the full suite ran on it"
         continue
     fi
     t0=$(date +%s)
+    # Nothing of another release may still run when the selection changes.
+    "$REPO/scripts/cluster.sh" down
     SLURM_RELEASE=$release "$REPO/scripts/setup-system.sh" slurm
     built=$(( $(date +%s) - t0 ))
     report=$REPO/build/test-report-slurm-$release.xml
