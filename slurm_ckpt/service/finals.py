@@ -58,25 +58,25 @@ class Finals:
     def reserve(self, job: JobRecord) -> None:
         """Write the job's reserved block into its folder (again when it moved).
         Never raises: what could not be written is tried again by the next sync."""
-        try:
-            self._reserve(job)
-        except (CkptError, OSError) as exc:
-            log.debug("job %d: reserved numbers not written: %s", job.slurm_job_id, exc)
-            with self._lock:
-                self._written.pop(job.id, None)
-
-    def _reserve(self, job: JobRecord) -> None:
         # The job's own lock, across the catalog read and the write: an older block
         # never lands last, and one stuck folder holds up no other job.
         with self._lock:
             writing = self._writing.setdefault(job.id, threading.Lock())
         with writing:
-            seq = self.catalog.reserved_seq(job.id)
-            with self._lock:
-                if self._written.get(job.id) == seq:
-                    return
-            request = CheckpointRequest(job_id=job.slurm_job_id, seq=seq, kind=CheckpointKind.FINAL)
-            self.files.write_final_request(self.images.ref(job), request.to_json())
+            try:
+                seq = self.catalog.reserved_seq(job.id)
+                with self._lock:
+                    if self._written.get(job.id) == seq:
+                        return
+                request = CheckpointRequest(
+                    job_id=job.slurm_job_id, seq=seq, kind=CheckpointKind.FINAL
+                )
+                self.files.write_final_request(self.images.ref(job), request.to_json())
+            except (CkptError, OSError) as exc:
+                log.debug("job %d: reserved numbers not written: %s", job.slurm_job_id, exc)
+                with self._lock:
+                    self._written.pop(job.id, None)
+                return
             with self._lock:
                 self._written[job.id] = seq
 
