@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         early = session.start()
         if early is not None:
+            session.end()
             sys.exit(early)
         if _early_signals:
             session.checkpoint()

@@ -14,6 +14,9 @@ and nothing runs inside a signal handler:
   the highest number the folder has used when it has reserved none yet).
 - SIGTERM, SIGINT, SIGHUP, SIGCONT, SIGUSR2: forwarded to the workload's group.
 
+When the workload has ended, the launcher marks it (`ended`) before it exits, so
+that the service sends no more signals (see `Session.end`).
+
 On a restart the workload is an image restored by `restore.Restorer` instead.
 """
 
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCONT, signal.SIGUSR2)
 WAITED = frozenset({signal.SIGUSR1, signal.SIGCHLD, *FORWARDED})
+# How long a launcher whose workload ended waits for the signal of a request it
+# finds: the service writes request.json, then signals within a second or two.
+LINGER_SECONDS = 10.0
 _PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -107,6 +113,8 @@ class Session:
 
     def start(self) -> int | None:
         """Start or restore the workload; return an exit code when there is nothing to run."""
+        # An earlier run's mark: this run's workload has not ended.
+        self.jobdir.ended_file.unlink(missing_ok=True)
         if self.job.restart_count > 0:
             report = self._restore()
             write_report(self.jobdir, report)
@@ -162,11 +170,53 @@ class Session:
                 status = self._reap()
                 if status is not None:
                     log.info("workload ended: exit code %d", status)
+                    self.end()
                     return status
             elif sig == signal.SIGUSR1:
                 self.checkpoint()
             else:
                 self._forward(sig)
+
+    def end(self, linger: float = LINGER_SECONDS) -> None:
+        """The workload has ended: mark it in the folder, then answer a request the
+        service wrote before it saw the mark, once its signal comes.
+
+        Slurm writes an error into the job's output when the batch process it is
+        to signal is gone, so the service must not signal after we exit. It writes
+        request.json, then looks for the mark, and signals only without it; we mark,
+        then look for request.json, and wait for the signal when there is one. Either
+        the service sees the mark, or we see its request (store/jobfs.py)."""
+        try:
+            write_atomic(self.jobdir.ended_file, f"{self.job.restart_count}\n".encode())
+        except OSError as exc:
+            log.warning("could not mark the workload ended: %s", exc)
+            return
+        deadline = time.monotonic() + linger
+        while os.path.lexists(self.jobdir.request_file):  # the service takes it back on the mark
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("a request came without its signal within %.0f s", linger)
+                return
+            info = signal.sigtimedwait(WAITED, min(left, 0.5))
+            if info is None or info.si_signo in (signal.SIGCHLD, signal.SIGCONT):
+                continue
+            if info.si_signo == signal.SIGUSR1:
+                self._answer_ended()
+            return  # answered, or Slurm is stopping the job
+
+    def _answer_ended(self) -> None:
+        """Answer the pending request: nothing is left to dump."""
+        try:
+            request = self._read_request()
+        except exchange.BadRequest as exc:
+            log.error("checkpoint request refused: %s", exc)
+            return
+        if request is None or os.path.lexists(self.jobdir.result_file(request.seq)):
+            return
+        result = self._result(request, False, error="the workload had ended")
+        self.jobdir.results_dir.mkdir(mode=0o700, exist_ok=True)
+        write_atomic(self.jobdir.result_file(request.seq), result.to_json())
+        log.info("checkpoint %d not taken: the workload had ended", request.seq)
 
     def _reap(self) -> int | None:
         try:

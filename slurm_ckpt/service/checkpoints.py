@@ -40,6 +40,8 @@ from slurm_ckpt.store.jobfs import JobFiles
 
 log = logging.getLogger(__name__)
 
+ENDED = "the job's workload has ended"
+
 
 @dataclass(eq=False)
 class Checkpointer:
@@ -114,16 +116,23 @@ class Checkpointer:
         with self._lock:
             self._in_flight[checkpoint.id] = flight
         try:
-            self._send(flight)
+            delivered = self._send(flight)
         except (CkptError, OSError) as exc:
             self._finish(flight, now, valid=False, detail=f"request not delivered: {exc}")
             # request.json may be there: Slurm's own signal would have it answered.
             self._late.watch(flight)
             return Sent.FAILED
+        if not delivered:
+            # Nothing left to save, and not the job's fault: no back-off for it.
+            self._finish(flight, now, valid=False, detail=ENDED, counted=False)
+            return Sent.FAILED
         log.info("job %d: checkpoint %d requested (%s)", job.slurm_job_id, checkpoint.seq, kind)
         return Sent.SENT
 
-    def _send(self, flight: InFlight) -> None:
+    def _send(self, flight: InFlight) -> bool:
+        """Write the request and signal the batch process; False, with nothing sent,
+        when the launcher has marked its workload ended (a signal to a batch process
+        that is gone puts Slurm's error line into the job's output)."""
         request = CheckpointRequest(
             job_id=flight.job.slurm_job_id,
             seq=flight.checkpoint.seq,
@@ -131,8 +140,11 @@ class Checkpointer:
             requested_at=flight.checkpoint.created_at,
         )
         # As the job's owner, into the owner's own folder (refused when it is not).
-        self.files.write_request(self.images.ref(flight.job), request.to_json())
+        if not self.files.write_request(self.images.ref(flight.job), request.to_json()):
+            log.info("job %d: not requested: %s", flight.job.slurm_job_id, ENDED)
+            return False
         self.slurm.signal_batch(flight.job.slurm_job_id, "USR1")
+        return True
 
     # -- collect ---------------------------------------------------------------
 
@@ -240,7 +252,9 @@ class Checkpointer:
         valid: bool,
         detail: str,
         dump: DumpResult | None = None,
+        counted: bool = True,
     ) -> Outcome:
+        """Record the request's end. `counted`: a failure that counts toward back-off."""
         job, checkpoint = flight.job, flight.checkpoint
         detail = untrusted.text(detail)
         recorded = True
@@ -266,6 +280,8 @@ class Checkpointer:
             self.failures.succeeded(job.id)
             log.info("job %d: checkpoint %d VALID", job.slurm_job_id, checkpoint.seq)
             self.images.after_valid(job, now)
+        elif not counted:
+            log.info("job %d: checkpoint %d FAILED: %s", job.slurm_job_id, checkpoint.seq, detail)
         else:
             state = self.failures.failed(job.id, now)
             log.warning(

@@ -103,12 +103,21 @@ class JobFiles:
 
         return self._run(job, "look at the job's folder", op, missing=False)
 
-    def write_request(self, job: JobRef, data: bytes) -> None:
-        """Replace request.json (the launcher reads it on SIGUSR1).
-        StoreError when the folder is missing or not the owner's."""
-        self._run(
-            job, f"write {layout.REQUEST}", lambda f: write_atomic_at(f.fd, layout.REQUEST, data)
-        )
+    def write_request(self, job: JobRef, data: bytes) -> bool:
+        """Replace request.json (the launcher reads it on SIGUSR1); False, with the
+        request taken back, when the launcher has marked its workload ended: then no
+        signal may follow. StoreError when the folder is missing or not the owner's."""
+
+        def op(folder: _Folder) -> bool:
+            write_atomic_at(folder.fd, layout.REQUEST, data)
+            # After the write: a launcher that marks the end after this look finds
+            # the request, and waits for its signal (launcher/session.py, end).
+            if not _lexists(folder.fd, layout.ENDED):
+                return True
+            os.unlink(layout.REQUEST, dir_fd=folder.fd)
+            return False
+
+        return self._run(job, f"write {layout.REQUEST}", op)
 
     def write_final_request(self, job: JobRef, data: bytes) -> None:
         """Replace final-request.json (the number the launcher's own final checkpoint takes).
@@ -251,6 +260,15 @@ class JobFiles:
                 f"{what}: {where} does not exist (the job does not run under the launcher)"
             )
         return value
+
+
+def _lexists(dir_fd: int, name: str) -> bool:
+    """Whether `name` is in the folder, whatever it is (nothing is opened or followed)."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 @dataclass

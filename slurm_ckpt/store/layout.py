@@ -49,6 +49,7 @@ RESTARTS = "restarts"
 REQUEST = "request.json"
 FINAL_REQUEST = "final-request.json"
 IMAGES = "images.json"
+ENDED = "ended"  # the launcher's mark: the workload has ended, send no more requests
 SUBDIRS = (CHECKPOINTS, STAGING, RESULTS)
 
 
@@ -138,6 +139,10 @@ class JobDir:
     @property
     def final_request_file(self) -> Path:
         return self.path / FINAL_REQUEST
+
+    @property
+    def ended_file(self) -> Path:
+        return self.path / ENDED
 
     @property
     def results_dir(self) -> Path:

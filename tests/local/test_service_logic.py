@@ -129,6 +129,26 @@ def test_repeated_failures_back_off_then_mark_the_job_uncheckpointable(world: Fa
     assert len(world.slurm.signals) == 3  # no more requests for an uncheckpointable job
 
 
+def test_no_signal_is_sent_once_the_launcher_marked_its_workload_ended(world: FakeWorld) -> None:
+    # Slurm writes an error into the job's output when it signals a batch process
+    # that has gone; the launcher marks the end before it goes.
+    record, jobdir = seen_running(world, 115)
+    jobdir.ended_file.write_text("0\n")
+
+    sent = world.service.schedule.checkpoint_now(record.id)
+
+    assert sent == Sent.FAILED
+    assert world.slurm.signals == []
+    assert not jobdir.request_file.exists()
+    (checkpoint,) = world.catalog.checkpoints(record.id)
+    assert (checkpoint.state, checkpoint.error) == (
+        CheckpointState.FAILED,
+        "the job's workload has ended",
+    )
+    assert not world.service.checkpointer.in_flight()
+    assert world.service.checkpointer.failures.retry_at(record.id) is None  # no back-off
+
+
 def test_a_request_without_result_fails_at_its_deadline(world: FakeWorld) -> None:
     world.job(105)
     world.service.sync()

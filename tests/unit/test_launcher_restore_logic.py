@@ -1,11 +1,16 @@
-"""The launcher's choice of image on a restart, with the fake dump backend
-(the real one is exercised in tests/integration/test_launcher.py)."""
+"""The launcher's choices with the fake dump backend: the image on a restart, the
+numbers of its own finals, what it answers once the workload has ended (the real
+backend is exercised in tests/integration/test_launcher.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -305,3 +310,83 @@ def test_a_restart_report_says_how_long_the_launcher_took(tmp_path: Path) -> Non
     assert report.outcome == "restored"
     # This test's process has run at least as long as the restore inside it.
     assert report.launcher_seconds >= report.restore_seconds > 0
+
+
+def pending_usr1() -> None:
+    """A SIGUSR1 waiting for this thread, as sigtimedwait takes it in the launcher."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+
+
+@pytest.fixture
+def usr1_blocked() -> Iterator[None]:
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    yield None
+    while signal.sigtimedwait({signal.SIGUSR1}, 0) is not None:
+        pass  # none may reach the test process unblocked
+    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def test_a_request_whose_signal_follows_the_workloads_end_is_answered_not_dumped(
+    tmp_path: Path, usr1_blocked: None
+) -> None:
+    dumper, session = running_session(tmp_path)
+    # The service wrote the request before the mark: its signal is on its way.
+    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 3}')
+    pending_usr1()
+
+    session.end(linger=60)
+
+    assert session.jobdir.ended_file.read_text() == "0\n"
+    assert not session.jobdir.request_file.exists()
+    result = json.loads(session.jobdir.result_file(3).read_text())
+    assert (result["ok"], result["error"]) == (False, "the workload had ended")
+    assert dumper.dumped == []
+
+
+def test_an_ended_workloads_launcher_does_not_wait_without_a_request(tmp_path: Path) -> None:
+    _, session = running_session(tmp_path)
+    started = time.monotonic()
+
+    session.end(linger=60)
+
+    assert time.monotonic() - started < 30
+    assert session.jobdir.ended_file.exists()
+
+
+def test_the_wait_ends_when_the_service_takes_its_request_back(
+    tmp_path: Path, usr1_blocked: None
+) -> None:
+    _, session = running_session(tmp_path)
+    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 3}')
+    taken_back = threading.Timer(0.3, session.jobdir.request_file.unlink)
+    taken_back.start()
+    started = time.monotonic()
+
+    session.end(linger=60)
+
+    taken_back.join()
+    assert time.monotonic() - started < 30
+    assert not session.jobdir.results_dir.exists() or not any(session.jobdir.results_dir.iterdir())
+
+
+def test_a_request_whose_signal_never_comes_is_left_after_the_wait(
+    tmp_path: Path, usr1_blocked: None
+) -> None:
+    _, session = running_session(tmp_path)
+    session.jobdir.request_file.write_text('{"job_id": 42, "seq": 3}')
+
+    session.end(linger=0.2)
+
+    assert session.jobdir.request_file.exists()
+    assert not session.jobdir.result_file(3).exists()
+
+
+def test_a_new_run_clears_the_mark_an_earlier_run_left(tmp_path: Path) -> None:
+    _, session = running_session(tmp_path)
+    session.jobdir.ended_file.write_text("0\n")
+
+    assert session.start() is None
+    os.waitpid(session.child, 0)
+
+    assert not session.jobdir.ended_file.exists()

@@ -66,6 +66,25 @@ def test_requests_and_image_list_are_written_atomically(store: Path) -> None:
     assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
 
 
+@pytest.mark.parametrize("mark", ["file", "symlink"])
+def test_a_request_is_taken_back_once_the_launcher_marked_its_workload_ended(
+    store: Path, tmp_path: Path, mark: str
+) -> None:
+    files = JobFiles(store)
+    folder = store / MY_NAME / str(ME.slurm_job_id)
+    assert files.write_request(ME, b'{"seq": 1}') is True
+    ended = folder / "ended"
+    if mark == "file":
+        ended.write_text("0\n")
+    else:
+        ended.symlink_to(tmp_path / "nowhere")  # seen, never followed
+
+    assert files.write_request(ME, b'{"seq": 2}') is False
+
+    assert not (folder / "request.json").exists()
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_a_missing_job_folder_is_a_clear_error_or_the_default(store: Path) -> None:
     files = JobFiles(store)
     other = JobRef(MY_NAME, 8, ME.uid)
