@@ -12,21 +12,12 @@ PREFIX=${SLURM_CKPT_PREFIX:-/opt/slurm-ckpt}
 . "$REPO/scripts/slurm.sh"
 VENV=${SLURM_CKPT_VENV:-$REPO/.venv}
 
-# The Slurm selected at the start, selected again at the end, whatever happened.
-selection=$(slurm_selection)
-# shellcheck disable=SC2064
-trap "slurm_restore '$selection'" EXIT
-
-for release in "$@"; do
-    if slurm_selected_is "$release"; then
-        log "bench: Slurm $release is the selected one: make bench-recovery measures it"
-        continue
-    fi
-    # Nothing of another release may still run when the selection changes.
-    "$REPO/scripts/cluster.sh" down
-    SLURM_RELEASE=$release "$REPO/scripts/setup-system.sh" slurm
+# One release's run, into its own file.
+recovery_on() {
+    local release=$1
     "$REPO/scripts/cluster.sh" up
     "$VENV/bin/python" "$REPO/scripts/bench_recovery.py" \
         --json "$REPO/docs/bench-results/recovery-slurm-$release.json"
     "$REPO/scripts/cluster.sh" down
-done
+}
+slurm_each_release recovery_on "$@"

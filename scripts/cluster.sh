@@ -341,6 +341,14 @@ cmd_status() {
         fi
     done
     pid_alive "$SERVICE_PID" && echo "slurm-ckptd: running" || { echo "slurm-ckptd: stopped"; ok=1; }
+    # The daemons are those of the release they were started with; a selection made
+    # since then takes effect at the next `up`.
+    local selected; selected=$(slurm_home)
+    if [ "$SLURM_HOME" = "$selected" ]; then
+        echo "slurm: $(slurm_version "$SLURM_HOME") ($SLURM_HOME)"
+    else
+        echo "slurm: $(slurm_version "$SLURM_HOME") ($SLURM_HOME) runs; $(slurm_version "$selected") ($selected) is selected: run cluster.sh up to switch"
+    fi
     return $ok
 }
 

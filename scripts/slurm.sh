@@ -131,3 +131,25 @@ slurm_restore() {
     SLURM_RELEASE=$1 "$REPO/scripts/setup-system.sh" slurm >/dev/null 2>&1 \
         || log "slurm: could not select Slurm $1 again; run SLURM_RELEASE=$1 scripts/setup-system.sh slurm"
 }
+
+# slurm_each_release FN RELEASE...: for each RELEASE but the selected one (on which
+# the caller's own run measures), the cluster down, RELEASE selected (built when
+# needed), then `FN RELEASE SETUP_SECONDS`. The selection at the start is selected
+# again when the calling script exits, whatever happened.
+slurm_each_release() {
+    local fn=$1 release t0 selection; shift
+    selection=$(slurm_selection)
+    # shellcheck disable=SC2064
+    trap "slurm_restore '$selection'" EXIT
+    for release in "$@"; do
+        if slurm_selected_is "$release"; then
+            log "releases: Slurm $release is the selected one: skipped here"
+            continue
+        fi
+        t0=$(date +%s)
+        # Nothing of another release may still run when the selection changes.
+        "$REPO/scripts/cluster.sh" down
+        SLURM_RELEASE=$release "$REPO/scripts/setup-system.sh" slurm
+        "$fn" "$release" $(( $(date +%s) - t0 ))
+    done
+}
