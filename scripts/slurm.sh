@@ -30,9 +30,19 @@ slurm_version() { "$1/sbin/slurmctld" -V 2>/dev/null | awk '{print $2}'; }
 # builds it, for the local two-node cluster.
 SLURM_CONFIGURE=(--sysconfdir=/etc/slurm --disable-static --enable-multiple-slurmd
     --with-munge --without-hdf5)
+# GCC 14 (Debian 13) turned some warnings that older releases' C gives into
+# errors; they stay warnings, so that an older release still builds there.
+slurm_cflags() {
+    local major; major=$(gcc -dumpversion 2>/dev/null | cut -d. -f1)
+    if [ "${major:-0}" -ge 14 ]; then
+        echo "-g -O2 -Wno-error=incompatible-pointer-types -Wno-error=implicit-function-declaration -Wno-error=int-conversion"
+    fi
+}
 # Recorded in each build's .built, so a change of recipe builds again.
+# shellcheck disable=SC2046
 slurm_recipe() {
-    printf '%s\n' "${SLURM_CONFIGURE[@]}" "${SLURM_BUILD_PACKAGES[@]}" | sha256sum | cut -c1-16
+    printf '%s\n' "${SLURM_CONFIGURE[@]}" "${SLURM_BUILD_PACKAGES[@]}" $(slurm_cflags) \
+        | sha256sum | cut -c1-16
 }
 
 # slurm_built RELEASE: the newest prefix of RELEASE (exact, or X.Y.*) built
@@ -76,7 +86,9 @@ slurm_build() {
     local src; src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'slurm-*' | head -n1)
     [ -n "$src" ] || failed "slurm: $tarball holds no slurm-* folder"
     log "slurm: building $version (several minutes; kept in $home)"
-    (cd "$src" && ./configure --prefix="$home" "${SLURM_CONFIGURE[@]}" >"$work/build.log" 2>&1) \
+    local cflags; cflags=$(slurm_cflags)
+    (cd "$src" && ./configure --prefix="$home" "${SLURM_CONFIGURE[@]}" ${cflags:+CFLAGS="$cflags"} \
+        >"$work/build.log" 2>&1) \
         || failed "slurm: configure of $version failed (log above)"
     make -C "$src" -j"$(nproc)" >>"$work/build.log" 2>&1 \
         || failed "slurm: build of $version failed (log above)"
